@@ -1,0 +1,226 @@
+// mama/state_store.hpp — the StateStore policy: machine records behind one exclusive lock.
+//
+// A store hands out transactions. A transaction is one critical section: begin() takes the
+// exclusive lock and reads the state; find()/write() look at and stage job fields; commit()
+// saves what was staged; the transaction's destructor unlocks (without saving what was not
+// committed). Deciding that a job is stale and clearing it happen inside one transaction.
+//
+// A store may also keep a *hold* per machine: a kernel lock that a claim takes for the job's
+// whole life and that the kernel drops when the last process holding it dies. try_hold() takes
+// it without blocking; getting it means every earlier holder is gone. Where exact_liveness() is
+// false, holds are not evidence and the PID rules of SPEC §3 decide. A store may offer a wake
+// descriptor through watch(): it becomes readable when the machine may have been released.
+//
+// | Expression          | Returns                      | Throws      | Meaning                            |
+// |---------------------|------------------------------|-------------|------------------------------------|
+// | `s.begin()`         | `S::transaction`             | mama::error | lock, recover, read                 |
+// | `s.describe()`      | `std::string`                | no          | what to name in messages (the file)  |
+// | `s.exact_liveness()`| `bool`                       | no          | holds decide liveness for token records |
+// | `s.watch(m)`        | `S::watcher`                 | mama::error | wake source for waiting on machine m |
+// | `w.fd()`            | `int`                        | no          | readable on change; -1: none         |
+// | `w.drain()`         | `void`                       | no          | consume pending wake-ups             |
+// | `t.find(m)`         | `std::optional<JobRecord>`   | no          | m's job fields; nullopt: unknown m   |
+// | `t.machines()`      | `std::vector<MachineInfo>`   | mama::error | every machine, in file order         |
+// | `t.write(m, r)`     | `void`                       | mama::error | stage m's job fields (m must exist)  |
+// | `t.try_hold(m)`     | `std::optional<S::hold>`     | mama::error | m's kernel lock if free, else nullopt |
+// | `t.commit()`        | `void`                       | mama::error | save staged changes, durably        |
+//
+// Holds are movable; destroying one releases the kernel lock (unless child processes that
+// inherited it still run).
+#pragma once
+
+#include <concepts>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mama/error.hpp"
+#include "mama/record.hpp"
+
+namespace mama {
+
+/// The StateStore policy (see the table at the top of this header).
+template <class S>
+concept state_store =
+    std::copy_constructible<S> && std::movable<typename S::transaction> &&
+    std::movable<typename S::hold> &&
+    requires(S& s, const S& cs, std::string_view m) {
+      { s.begin() } -> std::same_as<typename S::transaction>;
+      { cs.describe() } -> std::convertible_to<std::string>;
+      { cs.exact_liveness() } -> std::same_as<bool>;
+      { s.watch(m) } -> std::same_as<typename S::watcher>;
+    } &&
+    requires(typename S::transaction& t, const typename S::transaction& ct, std::string_view m,
+             const JobRecord& r, typename S::watcher& w) {
+      { ct.find(m) } -> std::same_as<std::optional<JobRecord>>;
+      { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
+      { t.write(m, r) } -> std::same_as<void>;
+      { t.try_hold(m) } -> std::same_as<std::optional<typename S::hold>>;
+      { t.commit() } -> std::same_as<void>;
+      { w.fd() } -> std::same_as<int>;
+      { w.drain() } -> std::same_as<void>;
+    };
+
+/// A store in memory, for tests, benchmarks and programs that keep state elsewhere. Copies
+/// share one state, protected by a mutex, so threads of one process can race on it. Holds are
+/// simulated: a hold lives as long as its object. It can be told to fail its next commit.
+class MemoryStateStore {
+  struct State;
+
+ public:
+  /// A simulated kernel lock on one machine.
+  class hold {
+   public:
+    hold(hold&& other) noexcept : state_(std::move(other.state_)), machine_(std::move(other.machine_)) {}
+    hold& operator=(hold&& other) noexcept {
+      if (this != &other) {
+        release();
+        state_ = std::move(other.state_);
+        machine_ = std::move(other.machine_);
+      }
+      return *this;
+    }
+    ~hold() { release(); }
+
+   private:
+    friend class MemoryStateStore;
+    hold(std::shared_ptr<State> state, std::string machine)
+        : state_(std::move(state)), machine_(std::move(machine)) {}
+    void release() noexcept {
+      if (!state_) return;
+      std::lock_guard lock(state_->holds_mutex);
+      state_->held.erase(machine_);
+      state_.reset();
+    }
+    std::shared_ptr<State> state_;
+    std::string machine_;
+  };
+
+  /// No wake source: waiting falls back to the poll interval of the guard.
+  struct watcher {
+    int fd() const noexcept { return -1; }
+    void drain() noexcept {}
+  };
+
+  class transaction {
+   public:
+    transaction(transaction&&) noexcept = default;
+    transaction& operator=(transaction&&) noexcept = default;
+
+    std::optional<JobRecord> find(std::string_view m) const {
+      const auto it = index_of(m);
+      if (it == staged_.size()) return std::nullopt;
+      return staged_[it].job;
+    }
+    std::vector<MachineInfo> machines() const { return staged_; }
+    void write(std::string_view m, const JobRecord& r) {
+      const auto it = index_of(m);
+      if (it == staged_.size())
+        throw error(errc::unknown_machine, "machine '" + std::string(m) + "' not found in " + state_->name);
+      staged_[it].job = r;
+      dirty_ = true;
+    }
+    std::optional<hold> try_hold(std::string_view m) {
+      std::lock_guard lock(state_->holds_mutex);
+      if (!state_->held.insert(std::string(m)).second) return std::nullopt;
+      return hold(state_, std::string(m));
+    }
+    void commit() {
+      if (state_->fail_next_commit) {
+        state_->fail_next_commit = false;
+        throw error(errc::io_error, "cannot save " + state_->name + ": injected failure");
+      }
+      if (!dirty_) return;
+      state_->machines = staged_;
+      ++state_->commits;
+      dirty_ = false;
+    }
+
+   private:
+    friend class MemoryStateStore;
+    explicit transaction(std::shared_ptr<State> state)
+        : state_(std::move(state)), lock_(state_->mutex), staged_(state_->machines) {}
+    std::size_t index_of(std::string_view m) const {
+      for (std::size_t i = 0; i < staged_.size(); ++i)
+        if (staged_[i].name == m) return i;
+      return staged_.size();
+    }
+    std::shared_ptr<State> state_;
+    std::unique_lock<std::mutex> lock_;
+    std::vector<MachineInfo> staged_;
+    bool dirty_ = false;
+  };
+
+  /// An empty store. `exact_liveness`: whether simulated holds decide liveness (as the mama.xml
+  /// store's lock files do) or the PID rules do (as for records the PHP tool wrote).
+  explicit MemoryStateStore(bool exact_liveness = true)
+      : state_(std::make_shared<State>()) {
+    state_->exact = exact_liveness;
+  }
+
+  transaction begin() { return transaction(state_); }
+  std::string describe() const { return state_->name; }
+  bool exact_liveness() const noexcept { return state_->exact; }
+  watcher watch(std::string_view) const noexcept { return {}; }
+
+  // --- set-up and inspection for tests (each takes the lock itself) ---
+
+  /// Adds a machine with `job` fields and, optionally, other fields (file order).
+  MemoryStateStore& add_machine(std::string name, JobRecord job = {},
+                                std::vector<std::pair<std::string, std::string>> fields = {}) {
+    std::lock_guard lock(state_->mutex);
+    state_->machines.push_back({std::move(name), std::move(fields), std::move(job)});
+    return *this;
+  }
+  /// The job fields of `name` right now (throws if unknown).
+  JobRecord record(std::string_view name) const {
+    std::lock_guard lock(state_->mutex);
+    for (const auto& m : state_->machines)
+      if (m.name == name) return m.job;
+    throw error(errc::unknown_machine, "machine '" + std::string(name) + "' not found");
+  }
+  /// Overwrites the job fields of `name`, as another tool would.
+  void set_record(std::string_view name, const JobRecord& r) {
+    auto t = begin();
+    t.write(name, r);
+    t.commit();
+  }
+  /// Takes `name`'s hold for the caller (a live holder elsewhere); nullopt if held.
+  std::optional<hold> hold_for_test(std::string_view name) {
+    std::lock_guard lock(state_->holds_mutex);
+    if (!state_->held.insert(std::string(name)).second) return std::nullopt;
+    return hold(state_, std::string(name));
+  }
+  /// Makes the next commit throw mama::error(io_error) without saving.
+  void fail_next_commit() {
+    std::lock_guard lock(state_->mutex);
+    state_->fail_next_commit = true;
+  }
+  /// How many commits saved something.
+  std::size_t commits() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->commits;
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::vector<MachineInfo> machines;
+    std::mutex holds_mutex;
+    std::set<std::string, std::less<>> held;
+    std::string name = "<memory>";
+    bool exact = true;
+    bool fail_next_commit = false;
+    std::size_t commits = 0;
+  };
+  std::shared_ptr<State> state_;
+};
+static_assert(state_store<MemoryStateStore>);
+
+}  // namespace mama

@@ -1,0 +1,668 @@
+// mama/xml_state_store.hpp — the StateStore on mama.xml, beside the PHP mama tool.
+//
+// The only header that includes pugixml. Contract (SPEC §2, invariants I3 and I5):
+// - Locking: an exclusive flock(2) on mama.xml itself, the lock the PHP tool takes.
+// - Lossless: every machine, field, unknown element, comment and their order are kept; a write
+//   changes only the job fields of one machine (whitespace is kept; only empty elements are
+//   spelled `<x />`, and entity spellings are normalized, which any XML reader reads alike).
+// - Crash-safe in place: mama.xml's inode is never replaced (PHP processes may hold or wait for
+//   its lock). A save first writes the whole new content to a journal (`<file>.d/journal`,
+//   written to a temporary name with O_EXCL|O_NOFOLLOW and renamed), then truncates and
+//   rewrites mama.xml, then removes the journal. A process killed in between leaves a journal
+//   that the next access of this library replays when mama.xml is a prefix of the new content
+//   (the interrupted rewrite) and discards otherwise (mama.xml is the old content, or newer
+//   content that PHP wrote since). A truncated mama.xml is what the PHP tool refuses, so it
+//   never silently reads a half-written file.
+// - Holds: per machine a lock file `<file>.d/machine.<name>.lock`; a claim keeps its flock for
+//   the job's whole life, and the job's child processes inherit it. The kernel drops it when
+//   the last of them dies, so liveness is exact and waiters wake at once (inotify).
+// - Standalone mode (opt-in, no PHP tool on the file): the lock is `<file>.d/state.lock` and a
+//   save writes a temporary file and renames it over mama.xml (atomic, new inode).
+#pragma once
+
+#include <sys/inotify.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <pugixml.hpp>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "mama/detail/posix.hpp"
+#include "mama/detail/text.hpp"
+#include "mama/error.hpp"
+#include "mama/record.hpp"
+#include "mama/state_store.hpp"
+
+namespace mama {
+
+/// The steps of a save, in order, for the test-only crash hook.
+enum class save_step {
+  journal_written,   ///< the journal's temporary file is written (not yet renamed)
+  journal_renamed,   ///< the journal is in place
+  file_truncated,    ///< mama.xml is empty
+  file_half_written, ///< half of the new content is in mama.xml
+  file_written,      ///< mama.xml holds the new content; the journal is still there
+  journal_removed,   ///< done
+};
+
+/// The name of a save step ("journal_written", ...), as MAMA_CRASH_AT takes it.
+constexpr std::string_view to_string(save_step s) noexcept {
+  switch (s) {
+    case save_step::journal_written: return "journal_written";
+    case save_step::journal_renamed: return "journal_renamed";
+    case save_step::file_truncated: return "file_truncated";
+    case save_step::file_half_written: return "file_half_written";
+    case save_step::file_written: return "file_written";
+    case save_step::journal_removed: return "journal_removed";
+  }
+  return "?";
+}
+
+/// How the mama.xml store locks and saves.
+struct XmlStoreOptions {
+  enum class lock_mode {
+    /// flock on mama.xml, rewrite in place with a journal: safe beside the PHP tool (default).
+    shared_with_php,
+    /// flock on `<file>.d/state.lock`, write a temporary file and rename it over mama.xml.
+    /// Only where no PHP mama process ever touches the file: PHP locks the file's inode, which
+    /// a rename replaces.
+    standalone,
+  };
+  lock_mode mode = lock_mode::shared_with_php;
+  /// fsync the journal, mama.xml and the directory on each save: survives power loss, not only
+  /// a crash of the process. Off: a killed process still never leaves a truncated file.
+  bool sync = true;
+  /// Where lock files and the journal live; empty: `<file>.d` beside the state file.
+  std::filesystem::path runtime_dir;
+  /// Refuse state files larger than this (a lab of 10,000 machines is about 8 MiB).
+  std::size_t max_file_size = 64u << 20;
+  /// Test-only: called at each step of a save (a crash test kills the process there).
+  std::function<void(save_step)> crash_hook;
+};
+
+namespace detail {
+
+inline constexpr unsigned xml_parse_flags =
+    (pugi::parse_cdata | pugi::parse_escapes | pugi::parse_declaration | pugi::parse_doctype |
+     pugi::parse_comments | pugi::parse_pi | pugi::parse_ws_pcdata);
+inline constexpr unsigned xml_format_flags = pugi::format_raw | pugi::format_no_declaration;
+
+/// The lock file name of a machine: bytes outside [A-Za-z0-9_.-] (and a leading '.') are
+/// written %XX, so any name maps to one safe file name.
+inline std::string lock_file_name(std::string_view machine) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out = "machine.";
+  for (std::size_t i = 0; i < machine.size(); ++i) {
+    const auto c = static_cast<unsigned char>(machine[i]);
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '_' || c == '-' || (c == '.' && i > 0);
+    if (plain) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (out.size() > 200) {  // keep within NAME_MAX; the hash keeps long names apart
+    out.resize(180);
+    char tail[24];
+    std::snprintf(tail, sizeof tail, "~%016llx", static_cast<unsigned long long>(fnv1a(machine)));
+    out += tail;
+  }
+  return out + ".lock";
+}
+
+inline bool is_blank(std::string_view s) noexcept {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
+}
+
+struct string_writer final : pugi::xml_writer {
+  std::string out;
+  void write(const void* data, std::size_t size) override {
+    out.append(static_cast<const char*>(data), size);
+  }
+};
+
+inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 1 ";
+
+}  // namespace detail
+
+/// The mama.xml store (see the top of this header). Copies share caches and options.
+class XmlStateStore {
+  struct Shared;
+
+ public:
+  /// A claim's kernel lock on one machine's lock file. Not close-on-exec: the job's child
+  /// processes inherit it and keep the machine busy while they run.
+  class hold {
+   public:
+    hold(hold&&) noexcept = default;
+    hold& operator=(hold&&) noexcept = default;
+    /// The lock file descriptor (-1 when nothing needed locking: a read-only probe of a machine
+    /// that never had a lock file).
+    int fd() const noexcept { return fd_.get(); }
+
+   private:
+    friend class XmlStateStore;
+    explicit hold(detail::unique_fd fd) : fd_(std::move(fd)) {}
+    detail::unique_fd fd_;
+  };
+
+  /// An inotify descriptor that becomes readable when mama.xml is modified or a machine's lock
+  /// file is closed (a holder released or died).
+  class watcher {
+   public:
+    int fd() const noexcept { return fd_.get(); }
+    void drain() noexcept {
+      char buf[4096];
+      while (::read(fd_.get(), buf, sizeof buf) > 0) {
+      }
+    }
+
+   private:
+    friend class XmlStateStore;
+    explicit watcher(detail::unique_fd fd) : fd_(std::move(fd)) {}
+    detail::unique_fd fd_;
+  };
+
+  /// One critical section on mama.xml.
+  class transaction {
+   public:
+    transaction(transaction&&) noexcept = default;
+    transaction& operator=(transaction&&) noexcept = default;
+    ~transaction() = default;  // closing lock_fd_ releases the flock
+
+    std::optional<JobRecord> find(std::string_view m) const {
+      const auto node = machine_node(m);
+      if (!node) return std::nullopt;
+      return read_job(node);
+    }
+
+    std::vector<MachineInfo> machines() const {
+      std::vector<MachineInfo> out;
+      for (pugi::xml_node m : root().children("machine")) {
+        MachineInfo info;
+        info.name = m.child("name").text().get();
+        for (pugi::xml_node f : m.children()) {
+          if (f.type() != pugi::node_element) continue;
+          const std::string_view key = f.name();
+          if (key == "name" || job_field(key)) continue;
+          info.fields.emplace_back(key, f.text().get());
+        }
+        info.job = read_job(m);
+        out.push_back(std::move(info));
+      }
+      return out;
+    }
+
+    /// Stages `r` as the job fields of `m`: fields with text are set (added after the other job
+    /// fields when missing), empty fields are emptied (and not added when missing).
+    void write(std::string_view m, const JobRecord& r) {
+      pugi::xml_node node = machine_node(m);
+      if (!node)
+        throw error(errc::unknown_machine, "machine '" + detail::escape_control(m) +
+                                               "' not found in " + shared_->path.string());
+      pugi::xml_node previous;  // the job field element before the current one
+      for (std::size_t i = 0; i < job_field_names.size(); ++i) {
+        const char* name = job_field_names[i].data();
+        const std::string& value = r.*job_field_members[i];
+        pugi::xml_node field = node.child(name);
+        if (!field) {
+          if (value.empty()) continue;
+          field = insert_field(node, previous, name);
+          dirty_ = true;
+        }
+        previous = field;
+        if (std::string_view(field.text().get()) == value && (value.empty() ? !field.first_child() : has_single_text(field)))
+          continue;
+        while (field.first_child()) field.remove_child(field.first_child());
+        if (!value.empty()) field.append_child(pugi::node_pcdata).set_value(value.c_str());
+        dirty_ = true;
+      }
+    }
+
+    std::optional<hold> try_hold(std::string_view m) { return shared_->try_hold(m, read_only_); }
+
+    /// Saves what was staged (nothing when nothing changed). Throws mama::error; on failure the
+    /// state file is left as it was, or is restored by the next access.
+    void commit() {
+      if (!dirty_) return;
+      if (read_only_)
+        throw error(std::error_code(EACCES, std::system_category()),
+                    "cannot save " + shared_->path.string() +
+                        ": no write permission; run as a user who may change the lab state");
+      // pugixml drops whitespace between top-level nodes: write one node a line, as PHP does.
+      detail::string_writer w;
+      for (pugi::xml_node n : doc_.children()) {
+        n.print(w, "", detail::xml_format_flags);
+        w.out += '\n';
+      }
+      shared_->save(lock_fd_.get(), content_, w.out);
+      content_ = std::move(w.out);
+      dirty_ = false;
+    }
+
+   private:
+    friend class XmlStateStore;
+    transaction() = default;
+
+    pugi::xml_node root() const { return doc_.document_element(); }
+    pugi::xml_node machine_node(std::string_view m) const {
+      const auto it = index_.find(std::string(m));
+      return it == index_.end() ? pugi::xml_node() : it->second;
+    }
+    static bool has_single_text(pugi::xml_node f) {
+      return f.first_child() && f.first_child() == f.last_child() &&
+             f.first_child().type() == pugi::node_pcdata;
+    }
+    static JobRecord read_job(pugi::xml_node m) {
+      JobRecord r;
+      for (std::size_t i = 0; i < job_field_names.size(); ++i)
+        r.*job_field_members[i] = m.child(job_field_names[i].data()).text().get();
+      return r;
+    }
+    // Adds element `name` after `after` (or after the machine's last element), copying the
+    // indentation of its neighbours so the file keeps its shape.
+    static pugi::xml_node insert_field(pugi::xml_node machine, pugi::xml_node after, const char* name) {
+      if (!after) after = machine.last_child();
+      while (after && after.type() != pugi::node_element) after = after.previous_sibling();
+      std::string indent;
+      if (after) {
+        const pugi::xml_node ws = after.previous_sibling();
+        if (ws.type() == pugi::node_pcdata && detail::is_blank(ws.value())) indent = ws.value();
+      }
+      pugi::xml_node field;
+      if (after) {
+        field = machine.insert_child_after(name, after);
+        if (!indent.empty()) machine.insert_child_before(pugi::node_pcdata, field).set_value(indent.c_str());
+      } else {
+        field = machine.append_child(name);
+      }
+      return field;
+    }
+
+    std::shared_ptr<Shared> shared_;
+    detail::unique_fd lock_fd_;   // holds the state lock
+    std::string content_;         // the file as read (or last saved)
+    pugi::xml_document doc_;
+    std::unordered_map<std::string, pugi::xml_node> index_;
+    bool read_only_ = false;
+    bool dirty_ = false;
+  };
+
+  /// A store on the state file at `path`. Nothing is opened until begin().
+  explicit XmlStateStore(std::filesystem::path path, XmlStoreOptions options = {})
+      : shared_(std::make_shared<Shared>(std::move(path), std::move(options))) {}
+
+  /// Locks mama.xml (waiting for other holders of the lock, PHP included), finishes an
+  /// interrupted save, reads and checks the file. Throws mama::error naming the file.
+  transaction begin() {
+    transaction t;
+    t.shared_ = shared_;
+    shared_->open_locked(t.lock_fd_, t.read_only_);
+    shared_->recover(t.lock_fd_.get(), t.read_only_);
+    shared_->read(t.lock_fd_.get(), t.content_);
+    shared_->parse(t.content_, t.doc_, t.index_);
+    return t;
+  }
+
+  std::string describe() const { return shared_->path.string(); }
+  bool exact_liveness() const noexcept { return true; }
+  const std::filesystem::path& path() const noexcept { return shared_->path; }
+  const std::filesystem::path& runtime_dir() const noexcept { return shared_->runtime; }
+  const XmlStoreOptions& options() const noexcept { return shared_->options; }
+
+  /// A wake source for waiters on `machine`: mama.xml modified, or the machine's lock file
+  /// closed by its last holder.
+  watcher watch(std::string_view machine) {
+    detail::unique_fd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!fd) throw_errno("cannot watch " + shared_->path.string() + " (inotify_init1)");
+    if (shared_->options.mode == XmlStoreOptions::lock_mode::standalone) {
+      const auto dir = shared_->path.parent_path().empty() ? std::filesystem::path(".") : shared_->path.parent_path();
+      ::inotify_add_watch(fd.get(), dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE);
+    } else {
+      ::inotify_add_watch(fd.get(), shared_->path.c_str(), IN_MODIFY);
+    }
+    // Make sure the lock file exists so it can be watched; a read-only user may not create it.
+    { auto probe = shared_->try_hold(machine, /*read_only=*/false, /*create_only=*/true); }
+    const auto lock = shared_->runtime / detail::lock_file_name(machine);
+    ::inotify_add_watch(fd.get(), lock.c_str(), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+    return watcher(std::move(fd));
+  }
+
+ private:
+  struct Shared {
+    Shared(std::filesystem::path p, XmlStoreOptions o) : path(std::move(p)), options(std::move(o)) {
+      runtime = options.runtime_dir.empty() ? std::filesystem::path(path.string() + ".d") : options.runtime_dir;
+#ifdef MAMA_TEST_CRASH_HOOKS
+      if (!options.crash_hook) {
+        if (const char* at = std::getenv("MAMA_CRASH_AT")) {
+          std::string step = at;
+          options.crash_hook = [step](save_step s) {
+            if (to_string(s) == step) ::kill(::getpid(), SIGKILL);
+          };
+        }
+      }
+#endif
+    }
+    ~Shared() {
+      for (auto& [name, fd] : probe_fds) ::close(fd);
+    }
+
+    std::filesystem::path path;
+    std::filesystem::path runtime;
+    XmlStoreOptions options;
+    std::mutex mutex;                    // guards probe_fds
+    std::map<std::string, int, std::less<>> probe_fds;  // lock files that were busy: reused, so
+                                         // a waiter's own probes do not wake it
+    struct stat state_stat {};           // of mama.xml, from the last open
+
+    bool standalone() const noexcept { return options.mode == XmlStoreOptions::lock_mode::standalone; }
+    std::string file() const { return path.string(); }
+
+    void step(save_step s) const {
+      if (options.crash_hook) options.crash_hook(s);
+    }
+
+    // Opens and, for standalone mode, creates the runtime directory; returns an O_PATH-like fd.
+    detail::unique_fd runtime_dir_fd(bool create) {
+      detail::unique_fd dir(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (dir || !create || errno != ENOENT) {
+        if (!dir && errno == ELOOP)
+          throw error(errc::io_error, runtime.string() + " is a symbolic link; mama refuses to use it. "
+                                      "Remove it (mama creates the directory itself)");
+        return dir;
+      }
+      // Directory mode follows the state file: its read bits become search bits, and it keeps
+      // the file's group so every user who may write mama.xml may take holds.
+      mode_t mode = state_stat.st_mode & 0777;
+      mode |= (mode & 0444) >> 2;
+      if (::mkdir(runtime.c_str(), mode) != 0 && errno != EEXIST)
+        throw_errno("cannot create " + runtime.string() +
+                    " (lock files and the save journal of " + file() +
+                    "); make its directory writable or set a runtime directory");
+      detail::unique_fd made(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!made) throw_errno("cannot open " + runtime.string());
+      struct stat st {};
+      if (::fstat(made.get(), &st) == 0 && st.st_gid != state_stat.st_gid && ::fchown(made.get(), -1, state_stat.st_gid) == 0)
+        ::fchmod(made.get(), (mode | S_ISGID) & 07777);
+      else
+        ::fchmod(made.get(), mode);
+      return made;
+    }
+
+    void open_locked(detail::unique_fd& lock_fd, bool& read_only) {
+      if (standalone()) {
+        // The state file must exist and be readable; the lock is a separate file.
+        if (::stat(path.c_str(), &state_stat) != 0) throw_missing();
+        auto dir = runtime_dir_fd(true);
+        if (!dir) throw_errno("cannot open " + runtime.string());
+        lock_fd.reset(::openat(dir.get(), "state.lock", O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                               state_stat.st_mode & 0666));
+        if (!lock_fd) throw_errno("cannot open the lock file " + (runtime / "state.lock").string());
+        read_only = ::access(path.c_str(), W_OK) != 0;
+      } else {
+        lock_fd.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        if (!lock_fd && (errno == EACCES || errno == EROFS)) {
+          lock_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+          read_only = true;
+        }
+        if (!lock_fd) {
+          if (errno == ENOENT) throw_missing();
+          throw_errno("cannot open " + file() + "; check its permissions");
+        }
+      }
+      if (detail::flock_retry(lock_fd.get(), LOCK_EX) != 0) throw_errno("cannot lock " + file());
+      if (!standalone() && ::fstat(lock_fd.get(), &state_stat) != 0) throw_errno("cannot stat " + file());
+      if (!standalone() && !S_ISREG(state_stat.st_mode))
+        throw error(errc::bad_state_file, file() + " is not a regular file; point --state at the lab's mama.xml");
+    }
+
+    [[noreturn]] void throw_missing() const {
+      throw error(errc::bad_state_file, "state file " + file() +
+                                            " does not exist; point --state or MAMA_STATE at the "
+                                            "lab's mama.xml, or create one with a <settings> root");
+    }
+
+    void read(int lock_fd, std::string& content) {
+      if (standalone()) {
+        detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) {
+          if (errno == ENOENT) throw_missing();
+          throw_errno("cannot open " + file() + "; check its permissions");
+        }
+        if (::fstat(fd.get(), &state_stat) != 0) throw_errno("cannot stat " + file());
+        read_fd(fd.get(), content);
+      } else {
+        read_fd(lock_fd, content);
+      }
+    }
+
+    void read_fd(int fd, std::string& content) const {
+      if (!detail::pread_all(fd, content, options.max_file_size)) {
+        if (errno == EFBIG)
+          throw error(errc::bad_state_file,
+                      file() + " is larger than " + std::to_string(options.max_file_size >> 20) +
+                          " MiB, far beyond any lab; it is not a mama state file, or raise max_file_size");
+        throw_errno("cannot read " + file());
+      }
+    }
+
+    void parse(const std::string& content, pugi::xml_document& doc,
+               std::unordered_map<std::string, pugi::xml_node>& index) const {
+      if (detail::is_blank(content))
+        throw error(errc::bad_state_file, file() + " is empty; restore it from a backup (mama left it unchanged)");
+      if (content.find("</settings>") == std::string::npos)
+        throw error(errc::bad_state_file, file() + " has no </settings>: it is truncated or not a mama state "
+                                          "file; restore it from a backup (mama left it unchanged)");
+      const auto result = doc.load_buffer(content.data(), content.size(), detail::xml_parse_flags);
+      if (!result) {
+        const auto offset = static_cast<std::size_t>(std::max<std::ptrdiff_t>(result.offset, 0));
+        const auto line = 1 + std::count(content.begin(), content.begin() + static_cast<std::ptrdiff_t>(std::min(offset, content.size())), '\n');
+        throw error(errc::bad_state_file, file() + " is not valid XML (" + result.description() +
+                                              " at line " + std::to_string(line) +
+                                              "); fix it or restore it from a backup (mama left it unchanged)");
+      }
+      int roots = 0;
+      for (pugi::xml_node n : doc.children())
+        if (n.type() == pugi::node_element) ++roots;
+      if (roots != 1 || std::string_view(doc.document_element().name()) != "settings")
+        throw error(errc::bad_state_file, file() + " must have exactly one root element <settings>; "
+                                          "it is not a mama state file (mama left it unchanged)");
+      index.clear();
+      for (pugi::xml_node m : doc.document_element().children("machine")) {
+        std::string name = m.child("name").text().get();
+        if (name.empty()) continue;
+        if (!index.emplace(name, m).second)
+          throw error(errc::bad_state_file, file() + " names machine '" + detail::escape_control(name) +
+                                                "' twice; machine names must be unique: rename or "
+                                                "remove one (mama left the file unchanged)");
+      }
+    }
+
+    // The journal: "MAMA-JOURNAL 1 <size> <fnv1a hex>\n" then the new content.
+    void save(int lock_fd, const std::string& old_content, const std::string& content) {
+      if (standalone()) return save_by_rename(content);
+      auto dir = runtime_dir_fd(true);
+      if (!dir) throw_errno("cannot open " + runtime.string());
+      char header[80];
+      std::snprintf(header, sizeof header, "%.*s%zu %016llx\n", static_cast<int>(detail::journal_magic.size()),
+                    detail::journal_magic.data(), content.size(),
+                    static_cast<unsigned long long>(detail::fnv1a(content)));
+      ::unlinkat(dir.get(), "journal.tmp", 0);  // left by a crash; we hold the state lock
+      {
+        detail::unique_fd j(::openat(dir.get(), "journal.tmp",
+                                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                     state_stat.st_mode & 0666));
+        if (!j) throw_errno("cannot create the save journal in " + runtime.string() + "; " + file() + " was not changed");
+        ::fchown(j.get(), -1, state_stat.st_gid);
+        if (!detail::pwrite_all(j.get(), header, 0) ||
+            !detail::pwrite_all(j.get(), content, static_cast<off_t>(std::strlen(header))) ||
+            (options.sync && ::fsync(j.get()) != 0)) {
+          const int saved = errno;
+          ::unlinkat(dir.get(), "journal.tmp", 0);
+          errno = saved;
+          throw_errno("cannot write the save journal in " + runtime.string() + "; " + file() + " was not changed");
+        }
+      }
+      step(save_step::journal_written);
+      if (::renameat(dir.get(), "journal.tmp", dir.get(), "journal") != 0)
+        throw_errno("cannot put the save journal in place in " + runtime.string() + "; " + file() + " was not changed");
+      if (options.sync) ::fsync(dir.get());
+      step(save_step::journal_renamed);
+      if (!rewrite(lock_fd, content)) {
+        const int saved = errno;
+        // Put the old content back; if even that fails, the journal restores the new content
+        // on the next access.
+        if (rewrite(lock_fd, old_content)) ::unlinkat(dir.get(), "journal", 0);
+        errno = saved;
+        throw_errno("cannot write " + file());
+      }
+      step(save_step::file_written);
+      ::unlinkat(dir.get(), "journal", 0);
+      step(save_step::journal_removed);
+    }
+
+    // Truncate, then write: a reader that sees an unfinished rewrite sees a prefix of the new
+    // content, which has no </settings> and is refused (by PHP and by us) rather than misread.
+    bool rewrite(int fd, std::string_view content) const {
+      if (::ftruncate(fd, 0) != 0) return false;
+      step(save_step::file_truncated);
+      if (options.crash_hook && content.size() > 1) {
+        const auto half = content.size() / 2;
+        if (!detail::pwrite_all(fd, content.substr(0, half), 0)) return false;
+        step(save_step::file_half_written);
+        if (!detail::pwrite_all(fd, content.substr(half), static_cast<off_t>(half))) return false;
+      } else if (!detail::pwrite_all(fd, content, 0)) {
+        return false;
+      }
+      return !options.sync || ::fdatasync(fd) == 0;
+    }
+
+    void save_by_rename(const std::string& content) {
+      const auto dir_path = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+      detail::unique_fd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!dir) throw_errno("cannot open the directory of " + file());
+      const std::string tmp = "." + path.filename().string() + ".tmp." + std::to_string(::getpid());
+      ::unlinkat(dir.get(), tmp.c_str(), 0);
+      detail::unique_fd t(::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!t) throw_errno("cannot create a temporary file beside " + file() + "; it was not changed");
+      bool ok = ::fchmod(t.get(), state_stat.st_mode & 07777) == 0;
+      if (::fchown(t.get(), state_stat.st_uid, state_stat.st_gid) != 0)
+        ok = ::fchown(t.get(), -1, state_stat.st_gid) == 0 || true;  // not root: keep what we can
+      ok = ok && detail::pwrite_all(t.get(), content, 0) && (!options.sync || ::fsync(t.get()) == 0);
+      if (ok) step(save_step::file_written);
+      if (!ok || ::renameat(dir.get(), tmp.c_str(), dir.get(), path.filename().c_str()) != 0) {
+        const int saved = errno;
+        ::unlinkat(dir.get(), tmp.c_str(), 0);
+        errno = saved;
+        throw_errno("cannot save " + file() + "; it was not changed");
+      }
+      if (options.sync) ::fsync(dir.get());
+      step(save_step::journal_removed);
+    }
+
+    // Finishes or discards a save that a killed process left half done (see the top comment).
+    void recover(int lock_fd, bool read_only) {
+      if (standalone()) return;
+      auto dir = runtime_dir_fd(false);
+      if (!dir) return;
+      detail::unique_fd j(::openat(dir.get(), "journal", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!j) return;
+      std::string journal;
+      const bool readable = detail::pread_all(j.get(), journal, options.max_file_size + 100);
+      const auto nl = journal.find('\n');
+      std::string_view content;
+      bool valid = false;
+      if (readable && nl != std::string::npos && journal.starts_with(detail::journal_magic)) {
+        unsigned long long size = 0, hash = 0;
+        if (std::sscanf(journal.c_str() + detail::journal_magic.size(), "%llu %llx", &size, &hash) == 2) {
+          content = std::string_view(journal).substr(nl + 1);
+          valid = content.size() == size && detail::fnv1a(content) == hash;
+        }
+      }
+      if (!valid) {
+        if (!read_only) ::unlinkat(dir.get(), "journal", 0);  // never reached mama.xml
+        return;
+      }
+      std::string current;
+      read_fd(lock_fd, current);
+      if (current != content && std::string_view(content).starts_with(current)) {
+        if (read_only)
+          throw error(errc::bad_state_file,
+                      file() + " was left half-written by a killed process; run any mama command as "
+                                "a user who may write it to restore it from " + (runtime / "journal").string());
+        if (!rewrite(lock_fd, content)) throw_errno("cannot restore " + file() + " from its journal");
+      }
+      if (!read_only) ::unlinkat(dir.get(), "journal", 0);
+    }
+
+    // Takes machine's lock file without blocking. A read-only caller that cannot create the
+    // file gets an empty hold: no lock file means no holder ever took it.
+    std::optional<hold> try_hold(std::string_view machine, bool read_only, bool create_only = false) {
+      const std::string name = detail::lock_file_name(machine);
+      int fd = -1;
+      {
+        std::lock_guard lock(mutex);
+        if (const auto it = probe_fds.find(name); it != probe_fds.end()) {
+          fd = it->second;
+          probe_fds.erase(it);
+        }
+      }
+      if (fd < 0) {
+        auto dir = runtime_dir_fd(!read_only);
+        if (!dir) {
+          if (read_only || create_only) return hold(detail::unique_fd());
+          throw_errno("cannot open " + runtime.string());
+        }
+        fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                      state_stat.st_mode & 0666);
+        if (fd < 0 && (errno == EACCES || errno == EROFS))
+          fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+          if (errno == ENOENT && (read_only || create_only)) return hold(detail::unique_fd());
+          throw_errno("cannot open the lock file " + (runtime / name).string());
+        }
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && st.st_gid != state_stat.st_gid) ::fchown(fd, -1, state_stat.st_gid);
+      }
+      if (create_only) {
+        ::close(fd);
+        return std::nullopt;
+      }
+      if (detail::flock_retry(fd, LOCK_EX | LOCK_NB) == 0) {
+        // Ours: let the job's child processes inherit it.
+        ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) & ~FD_CLOEXEC);
+        return hold(detail::unique_fd(fd));
+      }
+      const int saved = errno;
+      if (saved != EWOULDBLOCK) {
+        ::close(fd);
+        errno = saved;
+        throw_errno("cannot lock " + (runtime / name).string());
+      }
+      std::lock_guard lock(mutex);
+      if (probe_fds.size() < 64 && probe_fds.emplace(name, fd).second) return std::nullopt;
+      ::close(fd);
+      return std::nullopt;
+    }
+  };
+
+  std::shared_ptr<Shared> shared_;
+};
+static_assert(state_store<XmlStateStore>);
+
+}  // namespace mama
