@@ -2,9 +2,11 @@
 //
 // The only header that includes pugixml. Contract (SPEC §2, invariants I3 and I5):
 // - Locking: an exclusive flock(2) on mama.xml itself, the lock the PHP tool takes.
-// - Lossless: every machine, field, unknown element, comment and their order are kept; a write
-//   changes only the job fields of one machine (whitespace is kept; only empty elements are
-//   spelled `<x />`, and entity spellings are normalized, which any XML reader reads alike).
+// - Lossless: every machine, field, unknown element, comment and their order are kept. A save
+//   splices only the changed job field elements into the bytes that were read, so everything
+//   else (other machines, `<x/>` versus `<x></x>`, entity spellings, CRLF, indentation) stays
+//   byte for byte; a missing job field is added after the other job fields, indented like its
+//   neighbours. The edited content is parsed and checked before it is saved.
 // - Crash-safe in place: mama.xml's inode is never replaced (PHP processes may hold or wait for
 //   its lock). A save first writes the whole new content to a journal (`<file>.d/journal`,
 //   written to a temporary name with O_EXCL|O_NOFOLLOW and renamed), then truncates and
@@ -20,6 +22,7 @@
 //   save writes a temporary file and renames it over mama.xml (atomic, new inode).
 #pragma once
 
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
@@ -49,23 +52,29 @@ namespace mama {
 
 /// The steps of a save, in order, for the test-only crash hook.
 enum class save_step {
-  journal_written,   ///< the journal's temporary file is written (not yet renamed)
-  journal_renamed,   ///< the journal is in place
-  file_truncated,    ///< mama.xml is empty
-  file_half_written, ///< half of the new content is in mama.xml
-  file_written,      ///< mama.xml holds the new content; the journal is still there
-  journal_removed,   ///< done
+  journal_written,    ///< the journal's temporary file is written (not yet renamed)
+  journal_renamed,    ///< the journal is in place
+  file_truncated,     ///< mama.xml is empty
+  file_half_written,  ///< half of the new content is in mama.xml
+  file_written,       ///< mama.xml holds the new content; the journal is still there
+  journal_removed,    ///< done
 };
 
 /// The name of a save step ("journal_written", ...), as MAMA_CRASH_AT takes it.
 constexpr std::string_view to_string(save_step s) noexcept {
   switch (s) {
-    case save_step::journal_written: return "journal_written";
-    case save_step::journal_renamed: return "journal_renamed";
-    case save_step::file_truncated: return "file_truncated";
-    case save_step::file_half_written: return "file_half_written";
-    case save_step::file_written: return "file_written";
-    case save_step::journal_removed: return "journal_removed";
+    case save_step::journal_written:
+      return "journal_written";
+    case save_step::journal_renamed:
+      return "journal_renamed";
+    case save_step::file_truncated:
+      return "file_truncated";
+    case save_step::file_half_written:
+      return "file_half_written";
+    case save_step::file_written:
+      return "file_written";
+    case save_step::journal_removed:
+      return "journal_removed";
   }
   return "?";
 }
@@ -97,7 +106,6 @@ namespace detail {
 inline constexpr unsigned xml_parse_flags =
     (pugi::parse_cdata | pugi::parse_escapes | pugi::parse_declaration | pugi::parse_doctype |
      pugi::parse_comments | pugi::parse_pi | pugi::parse_ws_pcdata);
-inline constexpr unsigned xml_format_flags = pugi::format_raw | pugi::format_no_declaration;
 
 /// The lock file name of a machine: bytes outside [A-Za-z0-9_.-] (and a leading '.') are
 /// written %XX, so any name maps to one safe file name.
@@ -126,17 +134,117 @@ inline std::string lock_file_name(std::string_view machine) {
 }
 
 inline bool is_blank(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
 }
 
-struct string_writer final : pugi::xml_writer {
-  std::string out;
-  void write(const void* data, std::size_t size) override {
-    out.append(static_cast<const char*>(data), size);
-  }
+inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 1 ";
+
+/// Where one element sits in the file's bytes: [begin, end) is the whole element, the start tag
+/// ends at start_tag_end (one past its '>').
+struct element_extent {
+  std::size_t begin = 0;
+  std::size_t start_tag_end = 0;
+  std::size_t end = 0;
+  bool self_closing = false;
 };
 
-inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 1 ";
+/// Finds the extent of the element whose '<' is at `begin` in `text`, a document pugixml has
+/// already accepted (so the markup is well formed). nullopt when the bytes do not look like it.
+inline std::optional<element_extent> find_element_extent(std::string_view text, std::size_t begin) {
+  if (begin >= text.size() || text[begin] != '<') return std::nullopt;
+  element_extent x;
+  x.begin = begin;
+  int depth = 0;
+  std::size_t i = begin;
+  const auto skip_past = [&](std::size_t from, std::string_view end_mark) {
+    const auto at = text.find(end_mark, from);
+    return at == std::string_view::npos ? at : at + end_mark.size();
+  };
+  while (i != std::string_view::npos && i < text.size()) {
+    i = text.find('<', i);
+    if (i == std::string_view::npos) break;
+    const std::string_view rest = text.substr(i);
+    if (rest.starts_with("<!--")) {
+      i = skip_past(i + 4, "-->");
+    } else if (rest.starts_with("<![CDATA[")) {
+      i = skip_past(i + 9, "]]>");
+    } else if (rest.starts_with("<?")) {
+      i = skip_past(i + 2, "?>");
+    } else if (rest.starts_with("<!")) {
+      i = skip_past(i + 2, ">");
+    } else if (rest.starts_with("</")) {
+      i = skip_past(i + 2, ">");
+      if (--depth <= 0) {
+        if (i == std::string_view::npos) return std::nullopt;
+        x.end = i;
+        return x;
+      }
+    } else {
+      // A start tag: find its '>' outside quoted attribute values.
+      std::size_t j = i + 1;
+      char quote = 0;
+      for (; j < text.size(); ++j) {
+        const char c = text[j];
+        if (quote) {
+          if (c == quote) quote = 0;
+        } else if (c == '"' || c == '\'') {
+          quote = c;
+        } else if (c == '>') {
+          break;
+        }
+      }
+      if (j >= text.size()) return std::nullopt;
+      const bool empty = text[j - 1] == '/';
+      if (i == begin) {
+        x.start_tag_end = j + 1;
+        x.self_closing = empty;
+        if (empty) {
+          x.end = j + 1;
+          return x;
+        }
+      }
+      if (!empty) ++depth;
+      i = j + 1;
+    }
+  }
+  return std::nullopt;
+}
+
+/// True when `text` holds only characters that XML 1.0 allows in element content (no NUL and
+/// no C0 controls other than tab, newline and carriage return).
+inline bool valid_xml_text(std::string_view text) noexcept {
+  return std::none_of(text.begin(), text.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 && c != '\t' && c != '\n' && c != '\r';
+  });
+}
+
+/// Escapes element text: & < > as entities, and CR as &#13; so that XML readers, which turn a
+/// raw CR into LF, read it back unchanged.
+inline std::string escape_xml_text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\r':
+        out += "&#13;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
 
 }  // namespace detail
 
@@ -179,6 +287,11 @@ class XmlStateStore {
   };
 
   /// One critical section on mama.xml.
+  ///
+  /// Reads go through pugixml; writes are staged per machine and saved by splicing only the
+  /// changed job field elements into the bytes that were read, so everything else in the file
+  /// (other machines, other fields, comments, `<x/>` versus `<x></x>`, entity spellings, line
+  /// ends, whitespace) stays byte for byte as it was.
   class transaction {
    public:
     transaction(transaction&&) noexcept = default;
@@ -186,6 +299,7 @@ class XmlStateStore {
     ~transaction() = default;  // closing lock_fd_ releases the flock
 
     std::optional<JobRecord> find(std::string_view m) const {
+      if (const auto it = staged_.find(m); it != staged_.end()) return it->second;
       const auto node = machine_node(m);
       if (!node) return std::nullopt;
       return read_job(node);
@@ -202,36 +316,29 @@ class XmlStateStore {
           if (key == "name" || job_field(key)) continue;
           info.fields.emplace_back(key, f.text().get());
         }
-        info.job = read_job(m);
+        const auto staged = staged_.find(info.name);
+        info.job = staged != staged_.end() ? staged->second : read_job(m);
         out.push_back(std::move(info));
       }
       return out;
     }
 
-    /// Stages `r` as the job fields of `m`: fields with text are set (added after the other job
-    /// fields when missing), empty fields are emptied (and not added when missing).
+    /// Stages `r` as the job fields of `m`: fields with text are set (a missing field is added
+    /// after the other job fields, with its neighbours' indentation), empty fields are emptied
+    /// (and not added when missing). Throws mama::error: unknown_machine, or invalid_argument
+    /// for text that XML cannot hold (control characters).
     void write(std::string_view m, const JobRecord& r) {
-      pugi::xml_node node = machine_node(m);
-      if (!node)
+      if (!machine_node(m))
         throw error(errc::unknown_machine, "machine '" + detail::escape_control(m) +
                                                "' not found in " + shared_->path.string());
-      pugi::xml_node previous;  // the job field element before the current one
       for (std::size_t i = 0; i < job_field_names.size(); ++i) {
-        const char* name = job_field_names[i].data();
-        const std::string& value = r.*job_field_members[i];
-        pugi::xml_node field = node.child(name);
-        if (!field) {
-          if (value.empty()) continue;
-          field = insert_field(node, previous, name);
-          dirty_ = true;
-        }
-        previous = field;
-        if (std::string_view(field.text().get()) == value && (value.empty() ? !field.first_child() : has_single_text(field)))
-          continue;
-        while (field.first_child()) field.remove_child(field.first_child());
-        if (!value.empty()) field.append_child(pugi::node_pcdata).set_value(value.c_str());
-        dirty_ = true;
+        if (!detail::valid_xml_text(r.*job_field_members[i]))
+          throw error(errc::invalid_argument,
+                      std::string(job_field_names[i]) + " for machine '" +
+                          detail::escape_control(m) + "' contains control characters that " +
+                          shared_->path.string() + " cannot hold; remove them");
       }
+      staged_.insert_or_assign(std::string(m), r);
     }
 
     std::optional<hold> try_hold(std::string_view m) { return shared_->try_hold(m, read_only_); }
@@ -239,20 +346,31 @@ class XmlStateStore {
     /// Saves what was staged (nothing when nothing changed). Throws mama::error; on failure the
     /// state file is left as it was, or is restored by the next access.
     void commit() {
-      if (!dirty_) return;
+      if (staged_.empty()) return;
+      std::string next = shared_->splice(content_, doc_, index_, staged_);
+      if (next == content_) {
+        staged_.clear();
+        return;
+      }
       if (read_only_)
         throw error(std::error_code(EACCES, std::system_category()),
                     "cannot save " + shared_->path.string() +
-                        ": no write permission; run as a user who may change the lab state");
-      // pugixml drops whitespace between top-level nodes: write one node a line, as PHP does.
-      detail::string_writer w;
-      for (pugi::xml_node n : doc_.children()) {
-        n.print(w, "", detail::xml_format_flags);
-        w.out += '\n';
+                        ": no write permission; run as a user who may change the lab state (" +
+                        shared_->path.string() + " was not changed)");
+      // Check the new content reads back as staged before it goes anywhere near the file.
+      pugi::xml_document doc;
+      std::unordered_map<std::string, pugi::xml_node> index;
+      shared_->parse(next, doc, index);
+      for (const auto& [name, record] : staged_) {
+        const auto it = index.find(name);
+        if (it == index.end() || read_job(it->second) != record)
+          throw error(errc::io_error, "internal error: the edited " + shared_->path.string() +
+                                          " does not read back as written; it was not changed");
       }
-      shared_->save(lock_fd_.get(), content_, w.out);
-      content_ = std::move(w.out);
-      dirty_ = false;
+      shared_->save(lock_fd_.get(), content_, next);
+      content_ = std::move(next);
+      shared_->parse(content_, doc_, index_);  // offsets must follow the new bytes
+      staged_.clear();
     }
 
    private:
@@ -264,43 +382,20 @@ class XmlStateStore {
       const auto it = index_.find(std::string(m));
       return it == index_.end() ? pugi::xml_node() : it->second;
     }
-    static bool has_single_text(pugi::xml_node f) {
-      return f.first_child() && f.first_child() == f.last_child() &&
-             f.first_child().type() == pugi::node_pcdata;
-    }
     static JobRecord read_job(pugi::xml_node m) {
       JobRecord r;
       for (std::size_t i = 0; i < job_field_names.size(); ++i)
         r.*job_field_members[i] = m.child(job_field_names[i].data()).text().get();
       return r;
     }
-    // Adds element `name` after `after` (or after the machine's last element), copying the
-    // indentation of its neighbours so the file keeps its shape.
-    static pugi::xml_node insert_field(pugi::xml_node machine, pugi::xml_node after, const char* name) {
-      if (!after) after = machine.last_child();
-      while (after && after.type() != pugi::node_element) after = after.previous_sibling();
-      std::string indent;
-      if (after) {
-        const pugi::xml_node ws = after.previous_sibling();
-        if (ws.type() == pugi::node_pcdata && detail::is_blank(ws.value())) indent = ws.value();
-      }
-      pugi::xml_node field;
-      if (after) {
-        field = machine.insert_child_after(name, after);
-        if (!indent.empty()) machine.insert_child_before(pugi::node_pcdata, field).set_value(indent.c_str());
-      } else {
-        field = machine.append_child(name);
-      }
-      return field;
-    }
 
     std::shared_ptr<Shared> shared_;
-    detail::unique_fd lock_fd_;   // holds the state lock
-    std::string content_;         // the file as read (or last saved)
+    detail::unique_fd lock_fd_;  // holds the state lock
+    std::string content_;        // the file as read (or last saved)
     pugi::xml_document doc_;
     std::unordered_map<std::string, pugi::xml_node> index_;
+    std::map<std::string, JobRecord, std::less<>> staged_;
     bool read_only_ = false;
-    bool dirty_ = false;
   };
 
   /// A store on the state file at `path`. Nothing is opened until begin().
@@ -331,13 +426,18 @@ class XmlStateStore {
     detail::unique_fd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
     if (!fd) throw_errno("cannot watch " + shared_->path.string() + " (inotify_init1)");
     if (shared_->options.mode == XmlStoreOptions::lock_mode::standalone) {
-      const auto dir = shared_->path.parent_path().empty() ? std::filesystem::path(".") : shared_->path.parent_path();
+      const auto dir = shared_->path.parent_path().empty() ? std::filesystem::path(".")
+                                                           : shared_->path.parent_path();
       ::inotify_add_watch(fd.get(), dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE);
     } else {
       ::inotify_add_watch(fd.get(), shared_->path.c_str(), IN_MODIFY);
     }
     // Make sure the lock file exists so it can be watched; a read-only user may not create it.
-    { auto probe = shared_->try_hold(machine, /*read_only=*/false, /*create_only=*/true); }
+    // (A user who may not create it still wakes on mama.xml changes.)
+    try {
+      auto probe = shared_->try_hold(machine, /*read_only=*/false, /*create_only=*/true);
+    } catch (const error&) {
+    }
     const auto lock = shared_->runtime / detail::lock_file_name(machine);
     ::inotify_add_watch(fd.get(), lock.c_str(), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
     return watcher(std::move(fd));
@@ -346,7 +446,8 @@ class XmlStateStore {
  private:
   struct Shared {
     Shared(std::filesystem::path p, XmlStoreOptions o) : path(std::move(p)), options(std::move(o)) {
-      runtime = options.runtime_dir.empty() ? std::filesystem::path(path.string() + ".d") : options.runtime_dir;
+      runtime = options.runtime_dir.empty() ? std::filesystem::path(path.string() + ".d")
+                                            : options.runtime_dir;
 #ifdef MAMA_TEST_CRASH_HOOKS
       if (!options.crash_hook) {
         if (const char* at = std::getenv("MAMA_CRASH_AT")) {
@@ -365,12 +466,14 @@ class XmlStateStore {
     std::filesystem::path path;
     std::filesystem::path runtime;
     XmlStoreOptions options;
-    std::mutex mutex;                    // guards probe_fds
+    std::mutex mutex;                                   // guards probe_fds
     std::map<std::string, int, std::less<>> probe_fds;  // lock files that were busy: reused, so
-                                         // a waiter's own probes do not wake it
-    struct stat state_stat {};           // of mama.xml, from the last open
+                                                        // a waiter's own probes do not wake it
+    struct stat state_stat {};                          // of mama.xml, from the last open
 
-    bool standalone() const noexcept { return options.mode == XmlStoreOptions::lock_mode::standalone; }
+    bool standalone() const noexcept {
+      return options.mode == XmlStoreOptions::lock_mode::standalone;
+    }
     std::string file() const { return path.string(); }
 
     void step(save_step s) const {
@@ -379,11 +482,13 @@ class XmlStateStore {
 
     // Opens and, for standalone mode, creates the runtime directory; returns an O_PATH-like fd.
     detail::unique_fd runtime_dir_fd(bool create) {
-      detail::unique_fd dir(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      detail::unique_fd dir(
+          ::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (dir || !create || errno != ENOENT) {
         if (!dir && errno == ELOOP)
-          throw error(errc::io_error, runtime.string() + " is a symbolic link; mama refuses to use it. "
-                                      "Remove it (mama creates the directory itself)");
+          throw error(errc::io_error, runtime.string() +
+                                          " is a symbolic link; mama refuses to use it. "
+                                          "Remove it (mama creates the directory itself)");
         return dir;
       }
       // Directory mode follows the state file: its read bits become search bits, and it keeps
@@ -391,13 +496,14 @@ class XmlStateStore {
       mode_t mode = state_stat.st_mode & 0777;
       mode |= (mode & 0444) >> 2;
       if (::mkdir(runtime.c_str(), mode) != 0 && errno != EEXIST)
-        throw_errno("cannot create " + runtime.string() +
-                    " (lock files and the save journal of " + file() +
-                    "); make its directory writable or set a runtime directory");
-      detail::unique_fd made(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        throw_errno("cannot create " + runtime.string() + " (lock files and the save journal of " +
+                    file() + "); make its directory writable or set a runtime directory");
+      detail::unique_fd made(
+          ::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!made) throw_errno("cannot open " + runtime.string());
       struct stat st {};
-      if (::fstat(made.get(), &st) == 0 && st.st_gid != state_stat.st_gid && ::fchown(made.get(), -1, state_stat.st_gid) == 0)
+      if (::fstat(made.get(), &st) == 0 && st.st_gid != state_stat.st_gid &&
+          ::fchown(made.get(), -1, state_stat.st_gid) == 0)
         ::fchmod(made.get(), (mode | S_ISGID) & 07777);
       else
         ::fchmod(made.get(), mode);
@@ -422,13 +528,18 @@ class XmlStateStore {
         }
         if (!lock_fd) {
           if (errno == ENOENT) throw_missing();
+          if (errno == EISDIR)
+            throw error(errc::bad_state_file,
+                        file() + " is a directory; point --state at the lab's mama.xml");
           throw_errno("cannot open " + file() + "; check its permissions");
         }
       }
       if (detail::flock_retry(lock_fd.get(), LOCK_EX) != 0) throw_errno("cannot lock " + file());
-      if (!standalone() && ::fstat(lock_fd.get(), &state_stat) != 0) throw_errno("cannot stat " + file());
+      if (!standalone() && ::fstat(lock_fd.get(), &state_stat) != 0)
+        throw_errno("cannot stat " + file());
       if (!standalone() && !S_ISREG(state_stat.st_mode))
-        throw error(errc::bad_state_file, file() + " is not a regular file; point --state at the lab's mama.xml");
+        throw error(errc::bad_state_file,
+                    file() + " is not a regular file; point --state at the lab's mama.xml");
     }
 
     [[noreturn]] void throw_missing() const {
@@ -454,9 +565,10 @@ class XmlStateStore {
     void read_fd(int fd, std::string& content) const {
       if (!detail::pread_all(fd, content, options.max_file_size)) {
         if (errno == EFBIG)
-          throw error(errc::bad_state_file,
-                      file() + " is larger than " + std::to_string(options.max_file_size >> 20) +
-                          " MiB, far beyond any lab; it is not a mama state file, or raise max_file_size");
+          throw error(
+              errc::bad_state_file,
+              file() + " is larger than " + std::to_string(options.max_file_size >> 20) +
+                  " MiB, far beyond any lab; it is not a mama state file, or raise max_file_size");
         throw_errno("cannot read " + file());
       }
     }
@@ -464,33 +576,146 @@ class XmlStateStore {
     void parse(const std::string& content, pugi::xml_document& doc,
                std::unordered_map<std::string, pugi::xml_node>& index) const {
       if (detail::is_blank(content))
-        throw error(errc::bad_state_file, file() + " is empty; restore it from a backup (mama left it unchanged)");
+        throw error(errc::bad_state_file,
+                    file() + " is empty; restore it from a backup (mama left it unchanged)");
       if (content.find("</settings>") == std::string::npos)
-        throw error(errc::bad_state_file, file() + " has no </settings>: it is truncated or not a mama state "
-                                          "file; restore it from a backup (mama left it unchanged)");
+        throw error(errc::bad_state_file,
+                    file() +
+                        " has no </settings>: it is truncated or not a mama state "
+                        "file; restore it from a backup (mama left it unchanged)");
       const auto result = doc.load_buffer(content.data(), content.size(), detail::xml_parse_flags);
       if (!result) {
         const auto offset = static_cast<std::size_t>(std::max<std::ptrdiff_t>(result.offset, 0));
-        const auto line = 1 + std::count(content.begin(), content.begin() + static_cast<std::ptrdiff_t>(std::min(offset, content.size())), '\n');
-        throw error(errc::bad_state_file, file() + " is not valid XML (" + result.description() +
-                                              " at line " + std::to_string(line) +
-                                              "); fix it or restore it from a backup (mama left it unchanged)");
+        const auto line =
+            1 + std::count(
+                    content.begin(),
+                    content.begin() + static_cast<std::ptrdiff_t>(std::min(offset, content.size())),
+                    '\n');
+        throw error(errc::bad_state_file,
+                    file() + " is not valid XML (" + result.description() + " at line " +
+                        std::to_string(line) +
+                        "); fix it or restore it from a backup (mama left it unchanged)");
       }
       int roots = 0;
       for (pugi::xml_node n : doc.children())
         if (n.type() == pugi::node_element) ++roots;
       if (roots != 1 || std::string_view(doc.document_element().name()) != "settings")
-        throw error(errc::bad_state_file, file() + " must have exactly one root element <settings>; "
-                                          "it is not a mama state file (mama left it unchanged)");
+        throw error(errc::bad_state_file,
+                    file() +
+                        " must have exactly one root element <settings>; "
+                        "it is not a mama state file (mama left it unchanged)");
       index.clear();
       for (pugi::xml_node m : doc.document_element().children("machine")) {
         std::string name = m.child("name").text().get();
         if (name.empty()) continue;
         if (!index.emplace(name, m).second)
-          throw error(errc::bad_state_file, file() + " names machine '" + detail::escape_control(name) +
+          throw error(errc::bad_state_file, file() + " names machine '" +
+                                                detail::escape_control(name) +
                                                 "' twice; machine names must be unique: rename or "
                                                 "remove one (mama left the file unchanged)");
       }
+    }
+
+    // The new file content: `content` with the job fields of each staged machine replaced.
+    // Only the changed elements' bytes change; a missing field is inserted after the previous
+    // job field (or the machine's last element), indented like that element.
+    std::string splice(const std::string& content, const pugi::xml_document& doc,
+                       const std::unordered_map<std::string, pugi::xml_node>& index,
+                       const std::map<std::string, JobRecord, std::less<>>& staged) const {
+      (void)doc;
+      struct edit {
+        std::size_t begin, end;
+        std::string text;
+      };
+      std::vector<edit> edits;
+      const auto extent_of = [&](pugi::xml_node e) {
+        const std::ptrdiff_t name_at = e.offset_debug();
+        std::optional<detail::element_extent> x;
+        if (name_at > 0) {
+          const std::string_view name = e.name();
+          if (std::string_view(content).substr(static_cast<std::size_t>(name_at)).starts_with(name))
+            x = detail::find_element_extent(content, static_cast<std::size_t>(name_at) - 1);
+        }
+        if (!x)
+          throw error(errc::io_error, "cannot locate <" + std::string(e.name()) + "> in " + file() +
+                                          " to edit it; it was not changed (please report this)");
+        return *x;
+      };
+      for (const auto& [machine, record] : staged) {
+        const auto found = index.find(machine);
+        if (found == index.end()) continue;
+        const pugi::xml_node node = found->second;
+        pugi::xml_node previous;  // the job field element before the current one
+        std::string pending;      // new fields to insert after `previous`
+        std::size_t insert_at = 0;
+        std::string indent;
+        const auto flush = [&] {
+          if (!pending.empty()) edits.push_back({insert_at, insert_at, std::move(pending)});
+          pending.clear();
+        };
+        for (std::size_t i = 0; i < job_field_names.size(); ++i) {
+          const char* name = job_field_names[i].data();
+          const std::string& value = record.*job_field_members[i];
+          const pugi::xml_node field = node.child(name);
+          if (!field) {
+            if (value.empty()) continue;
+            if (pending.empty()) {
+              pugi::xml_node after = previous ? previous : node.last_child();
+              while (after && after.type() != pugi::node_element) after = after.previous_sibling();
+              if (!after)
+                throw error(errc::io_error, "machine '" + detail::escape_control(machine) +
+                                                "' in " + file() +
+                                                " has no fields to add a job to");
+              insert_at = extent_of(after).end;
+              indent.clear();
+              const pugi::xml_node ws = after.previous_sibling();
+              if (ws.type() == pugi::node_pcdata && detail::is_blank(ws.value())) {
+                // Only the last line of the whitespace: the indentation, with its line end.
+                const std::string_view blank = ws.value();
+                const auto nl = blank.rfind('\n');
+                indent = nl == std::string_view::npos ? std::string(blank)
+                                                      : std::string(blank.substr(nl));
+                if (nl != std::string_view::npos && nl > 0 && blank[nl - 1] == '\r')
+                  indent.insert(0, "\r");
+              }
+            }
+            pending +=
+                indent + "<" + name + ">" + detail::escape_xml_text(value) + "</" + name + ">";
+            continue;
+          }
+          flush();
+          previous = field;
+          if (std::string_view(field.text().get()) == value) continue;
+          const auto x = extent_of(field);
+          std::string_view start_tag =
+              std::string_view(content).substr(x.begin, x.start_tag_end - x.begin);
+          start_tag.remove_suffix(x.self_closing ? 2 : 1);
+          while (x.self_closing && !start_tag.empty() &&
+                 detail::is_blank(start_tag.substr(start_tag.size() - 1)))
+            start_tag.remove_suffix(1);
+          std::string text(start_tag);
+          if (value.empty()) {
+            text += "/>";
+          } else {
+            text += ">" + detail::escape_xml_text(value) + "</" + field.name() + ">";
+          }
+          edits.push_back({x.begin, x.end, std::move(text)});
+        }
+        flush();
+      }
+      std::stable_sort(edits.begin(), edits.end(), [](const edit& a, const edit& b) {
+        return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+      });
+      std::string out;
+      out.reserve(content.size() + 1024);
+      std::size_t at = 0;
+      for (const auto& e : edits) {
+        out.append(content, at, e.begin - at);
+        out += e.text;
+        at = e.end;
+      }
+      out.append(content, at, std::string::npos);
+      return out;
     }
 
     // The journal: "MAMA-JOURNAL 1 <size> <fnv1a hex>\n" then the new content.
@@ -499,28 +724,36 @@ class XmlStateStore {
       auto dir = runtime_dir_fd(true);
       if (!dir) throw_errno("cannot open " + runtime.string());
       char header[80];
-      std::snprintf(header, sizeof header, "%.*s%zu %016llx\n", static_cast<int>(detail::journal_magic.size()),
-                    detail::journal_magic.data(), content.size(),
-                    static_cast<unsigned long long>(detail::fnv1a(content)));
+      std::snprintf(header, sizeof header, "%.*s%zu %016llx\n",
+                    static_cast<int>(detail::journal_magic.size()), detail::journal_magic.data(),
+                    content.size(), static_cast<unsigned long long>(detail::fnv1a(content)));
       ::unlinkat(dir.get(), "journal.tmp", 0);  // left by a crash; we hold the state lock
       {
         detail::unique_fd j(::openat(dir.get(), "journal.tmp",
                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                      state_stat.st_mode & 0666));
-        if (!j) throw_errno("cannot create the save journal in " + runtime.string() + "; " + file() + " was not changed");
-        ::fchown(j.get(), -1, state_stat.st_gid);
+        if (!j)
+          throw_errno("cannot create the save journal in " + runtime.string() + "; " + file() +
+                      " was not changed");
+        // The journal holds the state: readable by exactly those who may read mama.xml.
+        if (::fchown(j.get(), -1, state_stat.st_gid) != 0) {
+          // Not in the file's group: keep our group, still no wider than the file.
+        }
+        ::fchmod(j.get(), state_stat.st_mode & 0666);
         if (!detail::pwrite_all(j.get(), header, 0) ||
             !detail::pwrite_all(j.get(), content, static_cast<off_t>(std::strlen(header))) ||
             (options.sync && ::fsync(j.get()) != 0)) {
           const int saved = errno;
           ::unlinkat(dir.get(), "journal.tmp", 0);
           errno = saved;
-          throw_errno("cannot write the save journal in " + runtime.string() + "; " + file() + " was not changed");
+          throw_errno("cannot write the save journal in " + runtime.string() + "; " + file() +
+                      " was not changed");
         }
       }
       step(save_step::journal_written);
       if (::renameat(dir.get(), "journal.tmp", dir.get(), "journal") != 0)
-        throw_errno("cannot put the save journal in place in " + runtime.string() + "; " + file() + " was not changed");
+        throw_errno("cannot put the save journal in place in " + runtime.string() + "; " + file() +
+                    " was not changed");
       if (options.sync) ::fsync(dir.get());
       step(save_step::journal_renamed);
       if (!rewrite(lock_fd, content)) {
@@ -553,17 +786,22 @@ class XmlStateStore {
     }
 
     void save_by_rename(const std::string& content) {
-      const auto dir_path = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+      const auto dir_path =
+          path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
       detail::unique_fd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!dir) throw_errno("cannot open the directory of " + file());
-      const std::string tmp = "." + path.filename().string() + ".tmp." + std::to_string(::getpid());
+      // One fixed name: we hold the state lock, so a leftover is from a killed saver and goes.
+      const std::string tmp = "." + path.filename().string() + ".mama-tmp";
       ::unlinkat(dir.get(), tmp.c_str(), 0);
-      detail::unique_fd t(::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-      if (!t) throw_errno("cannot create a temporary file beside " + file() + "; it was not changed");
+      detail::unique_fd t(::openat(dir.get(), tmp.c_str(),
+                                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (!t)
+        throw_errno("cannot create a temporary file beside " + file() + "; it was not changed");
       bool ok = ::fchmod(t.get(), state_stat.st_mode & 07777) == 0;
       if (::fchown(t.get(), state_stat.st_uid, state_stat.st_gid) != 0)
         ok = ::fchown(t.get(), -1, state_stat.st_gid) == 0 || true;  // not root: keep what we can
-      ok = ok && detail::pwrite_all(t.get(), content, 0) && (!options.sync || ::fsync(t.get()) == 0);
+      ok =
+          ok && detail::pwrite_all(t.get(), content, 0) && (!options.sync || ::fsync(t.get()) == 0);
       if (ok) step(save_step::file_written);
       if (!ok || ::renameat(dir.get(), tmp.c_str(), dir.get(), path.filename().c_str()) != 0) {
         const int saved = errno;
@@ -589,7 +827,8 @@ class XmlStateStore {
       bool valid = false;
       if (readable && nl != std::string::npos && journal.starts_with(detail::journal_magic)) {
         unsigned long long size = 0, hash = 0;
-        if (std::sscanf(journal.c_str() + detail::journal_magic.size(), "%llu %llx", &size, &hash) == 2) {
+        if (std::sscanf(journal.c_str() + detail::journal_magic.size(), "%llu %llx", &size,
+                        &hash) == 2) {
           content = std::string_view(journal).substr(nl + 1);
           valid = content.size() == size && detail::fnv1a(content) == hash;
         }
@@ -603,16 +842,20 @@ class XmlStateStore {
       if (current != content && std::string_view(content).starts_with(current)) {
         if (read_only)
           throw error(errc::bad_state_file,
-                      file() + " was left half-written by a killed process; run any mama command as "
-                                "a user who may write it to restore it from " + (runtime / "journal").string());
-        if (!rewrite(lock_fd, content)) throw_errno("cannot restore " + file() + " from its journal");
+                      file() +
+                          " was left half-written by a killed process; run any mama command as "
+                          "a user who may write it to restore it from " +
+                          (runtime / "journal").string());
+        if (!rewrite(lock_fd, content))
+          throw_errno("cannot restore " + file() + " from its journal");
       }
       if (!read_only) ::unlinkat(dir.get(), "journal", 0);
     }
 
     // Takes machine's lock file without blocking. A read-only caller that cannot create the
     // file gets an empty hold: no lock file means no holder ever took it.
-    std::optional<hold> try_hold(std::string_view machine, bool read_only, bool create_only = false) {
+    std::optional<hold> try_hold(std::string_view machine, bool read_only,
+                                 bool create_only = false) {
       const std::string name = detail::lock_file_name(machine);
       int fd = -1;
       {
@@ -628,16 +871,36 @@ class XmlStateStore {
           if (read_only || create_only) return hold(detail::unique_fd());
           throw_errno("cannot open " + runtime.string());
         }
-        fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                      state_stat.st_mode & 0666);
-        if (fd < 0 && (errno == EACCES || errno == EROFS))
-          fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        // Open an existing lock file, else create it (O_EXCL: never through a planted link).
+        fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && !read_only) {
+          fd = ::openat(dir.get(), name.c_str(),
+                        O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                        state_stat.st_mode & 0444);
+          if (fd >= 0) {
+            // Lock files are only ever opened for reading: read bits of mama.xml, no umask.
+            if (::fchown(fd, -1, state_stat.st_gid) != 0) {
+            }
+            ::fchmod(fd, state_stat.st_mode & 0444);
+          } else if (errno == EEXIST) {
+            fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+          }
+        }
         if (fd < 0) {
           if (errno == ENOENT && (read_only || create_only)) return hold(detail::unique_fd());
-          throw_errno("cannot open the lock file " + (runtime / name).string());
+          if (errno == ELOOP)
+            throw error(errc::io_error,
+                        "the lock file " + (runtime / name).string() +
+                            " is a symbolic link; mama refuses to follow it. Remove it");
+          throw_errno("cannot open the lock file " + (runtime / name).string() +
+                      "; check the permissions of " + runtime.string());
         }
         struct stat st {};
-        if (::fstat(fd, &st) == 0 && st.st_gid != state_stat.st_gid) ::fchown(fd, -1, state_stat.st_gid);
+        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+          ::close(fd);
+          throw error(errc::io_error, "the lock file " + (runtime / name).string() +
+                                          " is not a regular file; remove it");
+        }
       }
       if (create_only) {
         ::close(fd);

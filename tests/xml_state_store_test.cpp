@@ -1,0 +1,551 @@
+// The mama.xml store on real files: lossless round trips, bad input, permissions, planted
+// symlinks and standalone mode. Crashes, liveness and races with real processes are in
+// store_process_test.cpp.
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <mama/guard.hpp>
+#include <mama/xml_state_store.hpp>
+#include <regex>
+
+#include "support.hpp"
+
+namespace fs = std::filesystem;
+using mama::JobRecord;
+using mama::XmlStateStore;
+using mama::XmlStoreOptions;
+using mama::test::read_file;
+using mama::test::TempDir;
+using mama::test::write_file;
+
+namespace {
+
+std::string sample(const std::string& name) {
+  return read_file(fs::path(MAMA_TEST_DATA_DIR) / name);
+}
+
+std::string to_crlf(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\n') out += '\r';
+    out += c;
+  }
+  return out;
+}
+
+JobRecord full_record(const std::string& job = "run <suite> & \"more\"") {
+  JobRecord r;
+  r.job = job;
+  r.pid = "4321";
+  r.timestamp = "1763047845";
+  r.host = "lab-host";
+  r.boot_id = "0f3a9c1e-2b44-4c55-8d66-77889900aabb";
+  r.start = "123456";
+  r.token = "00112233445566778899aabbccddeeff";
+  return r;
+}
+
+void save_record(XmlStateStore& store, const std::string& machine, const JobRecord& r) {
+  auto tx = store.begin();
+  tx.write(machine, r);
+  tx.commit();
+}
+
+// The bytes of the machine named `name`, from its <machine> to its </machine>.
+std::pair<std::size_t, std::size_t> machine_span(const std::string& text, const std::string& name) {
+  const auto at = text.find("<name>" + name + "</name>");
+  REQUIRE(at != std::string::npos);
+  const auto begin = text.rfind("<machine>", at);
+  const auto end = text.find("</machine>", at) + std::string("</machine>").size();
+  return {begin, end};
+}
+
+// Everything outside machine `name` must be byte-identical in `a` and `b`.
+void require_same_outside(const std::string& a, const std::string& b, const std::string& name) {
+  const auto [ab, ae] = machine_span(a, name);
+  const auto [bb, be] = machine_span(b, name);
+  REQUIRE(a.substr(0, ab) == b.substr(0, bb));
+  REQUIRE(a.substr(ae) == b.substr(be));
+}
+
+// Inside machine `name`, everything but job field elements must be byte-identical.
+std::string without_job_fields(std::string machine_text) {
+  static const std::regex job_element(
+      R"(\s*<job(_pid|_timestamp|_host|_boot_id|_start|_token)?\s*(/>|>[^<]*</job(_pid|_timestamp|_host|_boot_id|_start|_token)?>))");
+  return std::regex_replace(machine_text, job_element, "");
+}
+
+struct FileSnapshot {
+  std::string bytes;
+  timespec mtime{};
+  ino_t inode = 0;
+  explicit FileSnapshot(const fs::path& p) : bytes(read_file(p)) {
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    mtime = st.st_mtim;
+    inode = st.st_ino;
+  }
+  bool operator==(const FileSnapshot& o) const {
+    return bytes == o.bytes && mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec &&
+           inode == o.inode;
+  }
+};
+
+mama::GuardOptions quiet(std::string job = "test job") {
+  mama::GuardOptions o;
+  o.job = std::move(job);
+  o.on_event = [](const mama::Event&) {};
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("reading samples gives every machine and job field as written", "[xml_store]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+
+  SECTION("the PHP tool's format") {
+    write_file(file, sample("php_written.xml"));
+    XmlStateStore store(file);
+    auto tx = store.begin();
+    const auto ms = tx.machines();
+    REQUIRE(ms.size() == 2);
+    CHECK(ms[0].name == "vm-1");
+    CHECK(ms[0].job.idle());
+    CHECK(ms[0].field("vm_params") == "-m 2048");
+    CHECK(ms[1].name == "test-machine");
+    CHECK(ms[1].job.job == "run test-job x86_64/fedora");
+    CHECK(ms[1].job.pid == "12345");
+    CHECK(ms[1].job.token.empty());
+    CHECK(!tx.find("nope"));
+  }
+  SECTION("legacy and hand-edited files, LF and CRLF") {
+    const auto text = GENERATE(as<std::string>{}, "lf", "crlf");
+    const std::string base = sample("mixed_legacy.xml");
+    write_file(file, text == "lf" ? base : to_crlf(base));
+    XmlStateStore store(file);
+    auto tx = store.begin();
+    CHECK(tx.find("old-box") == JobRecord{});  // no job fields at all: idle
+    const auto busy = tx.find("busy-box");
+    REQUIRE(busy);
+    CHECK(busy->job == "make && run <suite> \"quoted\"");  // entities decoded
+    CHECK(busy->pid.empty());                              // <x></x> reads as empty
+    CHECK(busy->timestamp.empty());                        // <x/> reads as empty
+    CHECK(tx.find("compact") == JobRecord{});
+    const auto ms = tx.machines();
+    REQUIRE(ms.size() == 3);
+    CHECK(ms[0].field("custom_field") == "x & y");
+    CHECK(ms[0].field("kernel").empty());
+  }
+}
+
+TEST_CASE("a claim and release change only the job fields of their machine", "[xml_store]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+
+  SECTION("PHP-written file: added fields are indented like their neighbours") {
+    const std::string before = sample("php_written.xml");
+    write_file(file, before);
+    XmlStateStore store(file);
+    save_record(store, "vm-1", full_record());
+    const std::string claimed = read_file(file);
+    require_same_outside(before, claimed, "vm-1");
+    const auto [b0, b1] = machine_span(before, "vm-1");
+    const auto [c0, c1] = machine_span(claimed, "vm-1");
+    CHECK(without_job_fields(before.substr(b0, b1 - b0)) ==
+          without_job_fields(claimed.substr(c0, c1 - c0)));
+    // The new fields follow job_pid, one a line, in the PHP tool's two-space indentation.
+    CHECK(claimed.find("    <job>run &lt;suite&gt; &amp; \"more\"</job>\n"
+                       "    <job_pid>4321</job_pid>\n"
+                       "    <job_timestamp>1763047845</job_timestamp>\n"
+                       "    <job_host>lab-host</job_host>\n"
+                       "    <job_boot_id>0f3a9c1e-2b44-4c55-8d66-77889900aabb</job_boot_id>\n"
+                       "    <job_start>123456</job_start>\n"
+                       "    <job_token>00112233445566778899aabbccddeeff</job_token>\n"
+                       "    <startcmd/>\n") != std::string::npos);
+    {
+      auto tx = store.begin();
+      CHECK(tx.find("vm-1") == full_record());
+      CHECK(tx.find("test-machine")->pid == "12345");
+    }
+    save_record(store, "vm-1", JobRecord{});
+    const std::string released = read_file(file);
+    // Back to the original bytes, plus the emptied fields this library added.
+    std::string expected = before;
+    const auto at = expected.find("    <job_pid/>\n", b0) + std::string("    <job_pid/>\n").size();
+    expected.insert(at,
+                    "    <job_timestamp/>\n    <job_host/>\n    <job_boot_id/>\n"
+                    "    <job_start/>\n    <job_token/>\n");
+    CHECK(released == expected);
+  }
+
+  SECTION("legacy file with every oddity, LF and CRLF: other bytes never change") {
+    const auto eol = GENERATE(as<std::string>{}, "lf", "crlf");
+    const std::string base = sample("mixed_legacy.xml");
+    const std::string before = eol == "lf" ? base : to_crlf(base);
+    write_file(file, before);
+    XmlStateStore store(file);
+    for (const std::string m : {"old-box", "busy-box", "compact"}) {
+      INFO("machine " << m);
+      const std::string start = read_file(file);
+      JobRecord previous;
+      {
+        auto tx = store.begin();
+        previous = *tx.find(m);
+      }
+      save_record(store, m, full_record("job on " + m + " with\ttab"));
+      const std::string claimed = read_file(file);
+      require_same_outside(start, claimed, m);
+      const auto [s0, s1] = machine_span(start, m);
+      const auto [c0, c1] = machine_span(claimed, m);
+      CHECK(without_job_fields(start.substr(s0, s1 - s0)) ==
+            without_job_fields(claimed.substr(c0, c1 - c0)));
+      if (eol == "crlf" && m != "compact") {
+        // Inserted fields use the file's line ends: no bare LF appears.
+        CHECK(std::regex_search(claimed, std::regex("[^\r]\n")) == false);
+      }
+      {
+        XmlStateStore fresh(file);  // a second reader sees exactly what was written
+        auto tx = fresh.begin();
+        CHECK(tx.find(m) == full_record("job on " + m + " with\ttab"));
+      }
+      save_record(store, m, previous);
+      const std::string restored = read_file(file);
+      require_same_outside(start, restored, m);
+      auto tx = store.begin();
+      CHECK(tx.find(m) == previous);
+    }
+    // The machine whose seven job fields all existed returns to its exact bytes.
+    const auto [r0, r1] = machine_span(read_file(file), "compact");
+    const auto [o0, o1] = machine_span(before, "compact");
+    CHECK(read_file(file).substr(r0, r1 - r0) == before.substr(o0, o1 - o0));
+  }
+
+  SECTION("a write that changes nothing does not touch the file") {
+    write_file(file, sample("php_written.xml"));
+    const FileSnapshot before(file);
+    XmlStateStore store(file);
+    auto tx = store.begin();
+    tx.write("test-machine", *tx.find("test-machine"));
+    tx.commit();
+    CHECK(FileSnapshot(file) == before);
+  }
+
+  SECTION("the inode is kept: PHP processes waiting on its lock see the new content") {
+    write_file(file, sample("php_written.xml"));
+    const FileSnapshot before(file);
+    XmlStateStore store(file);
+    save_record(store, "vm-1", full_record());
+    CHECK(FileSnapshot(file).inode == before.inode);
+  }
+
+  SECTION("text XML cannot hold is refused before anything is written") {
+    write_file(file, sample("php_written.xml"));
+    const FileSnapshot before(file);
+    XmlStateStore store(file);
+    auto tx = store.begin();
+    JobRecord bad = full_record();
+    bad.job = std::string("evil\x01job");
+    try {
+      tx.write("vm-1", bad);
+      FAIL("no error");
+    } catch (const mama::error& e) {
+      CHECK(e.code() == mama::errc::invalid_argument);
+      CHECK(std::string(e.what()).find("vm-1") != std::string::npos);
+    }
+    CHECK_THROWS_AS(tx.write("no-such-machine", full_record()), mama::error);
+    tx.commit();
+    CHECK(FileSnapshot(file) == before);
+  }
+}
+
+TEST_CASE("the output is a file the PHP tool reads", "[xml_store][php]") {
+  if (::system(
+          "php -r 'exit(function_exists(\"simplexml_load_string\") ? 0 : 1);' >/dev/null 2>&1") !=
+      0) {
+    WARN("php-cli with php-xml is not installed: skipped");
+    return;
+  }
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  for (const std::string name : {"php_written.xml", "mixed_legacy.xml"}) {
+    write_file(file, sample(name));
+    XmlStateStore store(file);
+    auto tx = store.begin();
+    const std::string m = tx.machines().front().name;
+    tx.write(m, full_record());
+    tx.commit();
+    const std::string cmd =
+        "php -r '$s = file_get_contents(\"" + file.string() +
+        "\"); if (strpos($s, \"</settings>\") === false) exit(2); $x = simplexml_load_string($s); "
+        "if ($x === false) exit(3); foreach ($x->machine as $m) if ((string)$m->name === \"" +
+        m + "\") { echo $m->job, \"|\", $m->job_pid; exit(0); } exit(4);'";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    REQUIRE(p);
+    char buf[256] = {};
+    const auto n = std::fread(buf, 1, sizeof buf - 1, p);
+    const int status = ::pclose(p);
+    INFO(name);
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(std::string(buf, n) == "run <suite> & \"more\"|4321");
+  }
+}
+
+TEST_CASE("bad input gives an error naming the file and leaves it as it was", "[xml_store]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  const std::string good = sample("php_written.xml");
+
+  const auto expect_refused = [&](const std::string& content, const std::string& problem,
+                                  XmlStoreOptions options = {}) {
+    write_file(file, content);
+    const FileSnapshot before(file);
+    XmlStateStore store(file, options);
+    try {
+      auto tx = store.begin();
+      tx.write("vm-1", full_record());
+      tx.commit();
+      FAIL("accepted: " << problem);
+    } catch (const mama::error& e) {
+      const std::string what = e.what();
+      INFO(what);
+      CHECK(e.code() == mama::errc::bad_state_file);
+      CHECK(what.find(file.string()) != std::string::npos);
+      CHECK(what.find(problem) != std::string::npos);
+    }
+    CHECK(FileSnapshot(file) == before);
+    CHECK(!fs::exists(dir / "mama.xml.d" / "journal"));
+  };
+
+  SECTION("empty") {
+    expect_refused("", "is empty");
+    expect_refused("\n  \n", "is empty");
+  }
+  SECTION("truncated at many points") {
+    for (std::size_t cut : {std::size_t{1}, std::size_t{10}, good.size() / 3, good.size() / 2,
+                            good.size() - 20, good.size() - 3}) {
+      INFO("cut at " << cut);
+      expect_refused(good.substr(0, cut), "has no </settings>");
+    }
+  }
+  SECTION("not XML") {
+    expect_refused("this is not xml </settings>", "not valid XML");
+    expect_refused("<settings><machine><name>a</machine></settings>", "not valid XML");
+  }
+  SECTION("wrong root or two roots") {
+    expect_refused("<?xml version=\"1.0\"?>\n<config><x>&lt;/settings&gt;</x></config>\n",
+                   "has no </settings>");
+    expect_refused("<config><y/></config><!-- </settings> -->\n",
+                   "exactly one root element <settings>");
+    expect_refused("<settings></settings>\n<settings></settings>\n",
+                   "exactly one root element <settings>");
+  }
+  SECTION("duplicate machine names") {
+    const auto at = good.find("  <machine>\n    <name>test-machine");
+    std::string dup = good;
+    dup.insert(at, "  <machine>\n    <name>vm-1</name>\n  </machine>\n");
+    expect_refused(dup, "names machine 'vm-1' twice");
+  }
+  SECTION("larger than max_file_size") {
+    XmlStoreOptions small;
+    small.max_file_size = 512;
+    expect_refused(good, "is larger than", small);
+  }
+  SECTION("missing") {
+    XmlStateStore store(dir / "absent.xml");
+    try {
+      store.begin();
+      FAIL("no error");
+    } catch (const mama::error& e) {
+      CHECK(std::string(e.what()).find((dir / "absent.xml").string()) != std::string::npos);
+      CHECK(std::string(e.what()).find("does not exist") != std::string::npos);
+    }
+    CHECK(!fs::exists(dir / "absent.xml"));
+    CHECK(!fs::exists(dir / "absent.xml.d"));
+  }
+  SECTION("a directory where the file should be") {
+    fs::create_directory(dir / "adir.xml");
+    XmlStateStore store(dir / "adir.xml");
+    try {
+      store.begin();
+      FAIL("no error");
+    } catch (const mama::error& e) {
+      CHECK(e.code() == mama::errc::bad_state_file);
+      CHECK(std::string(e.what()).find("is a directory") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("bad numbers in a record: invalid PID is stale, a bad timestamp is refused",
+          "[xml_store][guard]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  const std::string good = sample("php_written.xml");
+
+  SECTION("job_pid not a positive number: stale, cleared, claimed") {
+    for (const std::string pid : {"abc", "-5", "99999999999999999999", "0", " 12"}) {
+      INFO("job_pid " << pid);
+      std::string text = good;
+      const auto at = text.find("<job_pid>12345</job_pid>");
+      text.replace(at, std::string("<job_pid>12345</job_pid>").size(),
+                   "<job_pid>" + pid + "</job_pid>");
+      write_file(file, text);
+      std::vector<std::string> reasons;
+      auto options = quiet();
+      options.on_event = [&](const mama::Event& e) {
+        if (e.kind == mama::event_kind::stale_detected) reasons.emplace_back(e.reason);
+      };
+      auto guard = mama::JobGuard::try_claim(XmlStateStore(file), "test-machine", options);
+      REQUIRE(guard);
+      REQUIRE(reasons == std::vector<std::string>{"invalid PID"});
+    }
+  }
+  SECTION("job_timestamp not a number: errc::bad_record naming the machine, file unchanged") {
+    std::string text = good;
+    const auto at = text.find("    <job_pid>12345</job_pid>\n");
+    text.replace(at, std::string("    <job_pid>12345</job_pid>\n").size(),
+                 "    <job_pid/>\n    <job_timestamp>yesterday</job_timestamp>\n");
+    write_file(file, text);
+    const FileSnapshot before(file);
+    try {
+      mama::JobGuard guard(XmlStateStore(file), "test-machine", quiet());
+      FAIL("claimed");
+    } catch (const mama::error& e) {
+      CHECK(e.code() == mama::errc::bad_record);
+      CHECK(std::string(e.what()).find("test-machine") != std::string::npos);
+      CHECK(std::string(e.what()).find(file.string()) != std::string::npos);
+    }
+    CHECK(FileSnapshot(file) == before);
+  }
+}
+
+TEST_CASE("mode, group and runtime files have sensible permissions", "[xml_store]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  // A group other than ours when we may choose one (root), so keeping it means something.
+  gid_t gid = ::getegid();
+  if (::geteuid() == 0) {
+    if (const ::group* g = ::getgrnam("nogroup")) gid = g->gr_gid;
+    REQUIRE(::chown(file.c_str(), 0, gid) == 0);
+  }
+  REQUIRE(::chmod(file.c_str(), 0640) == 0);
+
+  SECTION("shared_with_php") {
+    XmlStateStore store(file);
+    {
+      auto tx = store.begin();
+      tx.write("vm-1", full_record());
+      REQUIRE(tx.try_hold("vm-1"));
+      tx.commit();
+    }
+    save_record(store, "vm-1", JobRecord{});
+    struct stat st {};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0640);
+    CHECK(st.st_gid == gid);
+    REQUIRE(::stat((dir / "mama.xml.d").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0750);  // the file's read bits become search bits
+    CHECK(st.st_gid == gid);
+    REQUIRE(::stat((dir / "mama.xml.d" / "machine.vm-1.lock").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0440);  // opened for reading only; never world-readable here
+    CHECK(st.st_gid == gid);
+    CHECK(!fs::exists(dir / "mama.xml.d" / "journal"));
+    CHECK(!fs::exists(dir / "mama.xml.d" / "journal.tmp"));
+  }
+  SECTION("standalone keeps mode and owner across the rename") {
+    XmlStoreOptions o;
+    o.mode = XmlStoreOptions::lock_mode::standalone;
+    XmlStateStore store(file, o);
+    struct stat old_st {};
+    REQUIRE(::stat(file.c_str(), &old_st) == 0);
+    save_record(store, "vm-1", full_record());
+    struct stat st {};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK(st.st_ino != old_st.st_ino);  // replaced atomically
+    CHECK((st.st_mode & 07777) == 0640);
+    CHECK(st.st_uid == old_st.st_uid);
+    CHECK(st.st_gid == gid);
+  }
+}
+
+TEST_CASE("planted symbolic links in the runtime directory are never followed", "[xml_store]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  const auto target = dir / "victim";
+  write_file(target, "precious\n");
+  fs::create_directory(dir / "mama.xml.d");
+  XmlStateStore store(file);
+
+  SECTION("journal.tmp") {
+    fs::create_symlink(target, dir / "mama.xml.d" / "journal.tmp");
+    save_record(store, "vm-1", full_record());
+    CHECK(read_file(target) == "precious\n");
+    auto tx = store.begin();
+    CHECK(tx.find("vm-1") == full_record());
+  }
+  SECTION("journal") {
+    fs::create_symlink(target, dir / "mama.xml.d" / "journal");
+    save_record(store, "vm-1", full_record());
+    CHECK(read_file(target) == "precious\n");
+    CHECK(!fs::exists(fs::symlink_status(dir / "mama.xml.d" / "journal")));
+  }
+  SECTION("a lock file") {
+    fs::create_symlink(target, dir / "mama.xml.d" / "machine.vm-1.lock");
+    auto tx = store.begin();
+    try {
+      tx.try_hold("vm-1");
+      FAIL("followed the link");
+    } catch (const mama::error& e) {
+      CHECK(std::string(e.what()).find("symbolic link") != std::string::npos);
+    }
+    CHECK(read_file(target) == "precious\n");
+    struct stat st {};
+    REQUIRE(::stat(target.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0644);
+  }
+  SECTION("the runtime directory itself") {
+    fs::remove(dir / "mama.xml.d");
+    fs::create_directory(dir / "elsewhere");
+    fs::create_directory_symlink(dir / "elsewhere", dir / "mama.xml.d");
+    auto tx = store.begin();
+    tx.write("vm-1", full_record());
+    CHECK_THROWS_AS(tx.commit(), mama::error);
+    CHECK(fs::is_empty(dir / "elsewhere"));
+  }
+  SECTION("standalone temporary file") {
+    XmlStoreOptions o;
+    o.mode = XmlStoreOptions::lock_mode::standalone;
+    XmlStateStore standalone(file, o);
+    fs::create_symlink(target, dir / ".mama.xml.mama-tmp");
+    save_record(standalone, "vm-1", full_record());
+    CHECK(read_file(target) == "precious\n");
+    CHECK(fs::is_regular_file(fs::symlink_status(file)));
+  }
+}
+
+TEST_CASE("standalone mode claims, releases and replaces the file atomically", "[xml_store]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  XmlStoreOptions o;
+  o.mode = XmlStoreOptions::lock_mode::standalone;
+  XmlStateStore store(file, o);
+  {
+    auto guard = mama::JobGuard::try_claim(store, "vm-1", quiet("standalone job"));
+    REQUIRE(guard);
+    XmlStateStore other(file, o);
+    auto tx = other.begin();
+    CHECK(tx.find("vm-1")->job == "standalone job");
+    CHECK(!tx.try_hold("vm-1"));  // our hold is a kernel lock in this mode too
+    CHECK(fs::exists(dir / "mama.xml.d" / "state.lock"));
+  }
+  auto tx = store.begin();
+  CHECK(tx.find("vm-1")->job.empty());
+  CHECK(tx.find("test-machine")->pid == "12345");
+  CHECK(!fs::exists(dir / ".mama.xml.mama-tmp"));
+}
