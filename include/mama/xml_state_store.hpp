@@ -138,7 +138,7 @@ inline bool is_blank(std::string_view s) noexcept {
                      [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
 }
 
-inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 1 ";
+inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 2 ";
 
 /// Where one element sits in the file's bytes: [begin, end) is the whole element, the start tag
 /// ends at start_tag_end (one past its '>').
@@ -347,7 +347,7 @@ class XmlStateStore {
     /// state file is left as it was, or is restored by the next access.
     void commit() {
       if (staged_.empty()) return;
-      std::string next = shared_->splice(content_, doc_, index_, staged_);
+      std::string next = shared_->splice(content_, *doc_, index_, staged_);
       if (next == content_) {
         staged_.clear();
         return;
@@ -358,9 +358,9 @@ class XmlStateStore {
                         ": no write permission; run as a user who may change the lab state (" +
                         shared_->path.string() + " was not changed)");
       // Check the new content reads back as staged before it goes anywhere near the file.
-      pugi::xml_document doc;
+      auto doc = std::make_unique<pugi::xml_document>();
       std::unordered_map<std::string, pugi::xml_node> index;
-      shared_->parse(next, doc, index);
+      shared_->parse(next, *doc, index);
       for (const auto& [name, record] : staged_) {
         const auto it = index.find(name);
         if (it == index.end() || read_job(it->second) != record)
@@ -368,8 +368,11 @@ class XmlStateStore {
                                           " does not read back as written; it was not changed");
       }
       shared_->save(lock_fd_.get(), content_, next);
+      // The checked document becomes ours: its offsets already follow the new bytes. (pugixml
+      // parses in place only with load_buffer_inplace; load_buffer copied `next`.)
       content_ = std::move(next);
-      shared_->parse(content_, doc_, index_);  // offsets must follow the new bytes
+      doc_ = std::move(doc);
+      index_ = std::move(index);
       staged_.clear();
     }
 
@@ -377,22 +380,34 @@ class XmlStateStore {
     friend class XmlStateStore;
     transaction() = default;
 
-    pugi::xml_node root() const { return doc_.document_element(); }
+    pugi::xml_node root() const { return doc_->document_element(); }
     pugi::xml_node machine_node(std::string_view m) const {
       const auto it = index_.find(std::string(m));
       return it == index_.end() ? pugi::xml_node() : it->second;
     }
+    // One pass over the machine's children (a sweep reads every machine): the first element
+    // of each job field name wins, as pugixml's child(name) would find it.
     static JobRecord read_job(pugi::xml_node m) {
       JobRecord r;
-      for (std::size_t i = 0; i < job_field_names.size(); ++i)
-        r.*job_field_members[i] = m.child(job_field_names[i].data()).text().get();
+      unsigned seen = 0;
+      for (pugi::xml_node f = m.first_child(); f; f = f.next_sibling()) {
+        const char* name = f.name();
+        if (f.type() != pugi::node_element || name[0] != 'j' || name[1] != 'o' || name[2] != 'b')
+          continue;
+        for (std::size_t i = 0; i < job_field_names.size(); ++i) {
+          if (job_field_names[i] != name) continue;
+          if (!(seen & (1u << i))) r.*job_field_members[i] = f.text().get();
+          seen |= 1u << i;
+          break;
+        }
+      }
       return r;
     }
 
     std::shared_ptr<Shared> shared_;
     detail::unique_fd lock_fd_;  // holds the state lock
     std::string content_;        // the file as read (or last saved)
-    pugi::xml_document doc_;
+    std::unique_ptr<pugi::xml_document> doc_ = std::make_unique<pugi::xml_document>();
     std::unordered_map<std::string, pugi::xml_node> index_;
     std::map<std::string, JobRecord, std::less<>> staged_;
     bool read_only_ = false;
@@ -410,7 +425,7 @@ class XmlStateStore {
     shared_->open_locked(t.lock_fd_, t.read_only_);
     shared_->recover(t.lock_fd_.get(), t.read_only_);
     shared_->read(t.lock_fd_.get(), t.content_);
-    shared_->parse(t.content_, t.doc_, t.index_);
+    shared_->parse(t.content_, *t.doc_, t.index_);
     return t;
   }
 
@@ -578,7 +593,7 @@ class XmlStateStore {
       if (detail::is_blank(content))
         throw error(errc::bad_state_file,
                     file() + " is empty; restore it from a backup (mama left it unchanged)");
-      if (content.find("</settings>") == std::string::npos)
+      if (content.rfind("</settings>") == std::string::npos)
         throw error(errc::bad_state_file,
                     file() +
                         " has no </settings>: it is truncated or not a mama state "
@@ -718,7 +733,7 @@ class XmlStateStore {
       return out;
     }
 
-    // The journal: "MAMA-JOURNAL 1 <size> <fnv1a hex>\n" then the new content.
+    // The journal: "MAMA-JOURNAL 2 <size> <checksum64 hex>\n" then the new content.
     void save(int lock_fd, const std::string& old_content, const std::string& content) {
       if (standalone()) return save_by_rename(content);
       auto dir = runtime_dir_fd(true);
@@ -726,7 +741,7 @@ class XmlStateStore {
       char header[80];
       std::snprintf(header, sizeof header, "%.*s%zu %016llx\n",
                     static_cast<int>(detail::journal_magic.size()), detail::journal_magic.data(),
-                    content.size(), static_cast<unsigned long long>(detail::fnv1a(content)));
+                    content.size(), static_cast<unsigned long long>(detail::checksum64(content)));
       ::unlinkat(dir.get(), "journal.tmp", 0);  // left by a crash; we hold the state lock
       {
         detail::unique_fd j(::openat(dir.get(), "journal.tmp",
@@ -756,11 +771,12 @@ class XmlStateStore {
                     " was not changed");
       if (options.sync) ::fsync(dir.get());
       step(save_step::journal_renamed);
-      if (!rewrite(lock_fd, content)) {
+      if (!rewrite(lock_fd, old_content, content)) {
         const int saved = errno;
-        // Put the old content back; if even that fails, the journal restores the new content
-        // on the next access.
-        if (rewrite(lock_fd, old_content)) ::unlinkat(dir.get(), "journal", 0);
+        // Put the old content back: the file still starts with the bytes old and new share, so
+        // rewriting "from new to old" rewrites just the rest. If even that fails, the journal
+        // restores the new content on the next access.
+        if (rewrite(lock_fd, content, old_content)) ::unlinkat(dir.get(), "journal", 0);
         errno = saved;
         throw_errno("cannot write " + file());
       }
@@ -769,17 +785,29 @@ class XmlStateStore {
       step(save_step::journal_removed);
     }
 
-    // Truncate, then write: a reader that sees an unfinished rewrite sees a prefix of the new
-    // content, which has no </settings> and is refused (by PHP and by us) rather than misread.
-    bool rewrite(int fd, std::string_view content) const {
-      if (::ftruncate(fd, 0) != 0) return false;
+    // Cut the file after the bytes it shares with the new content, then write the rest. The cut
+    // always falls before the closing </settings> (job fields live inside it), so a reader that
+    // sees an unfinished rewrite sees a prefix of the new content without </settings>, which PHP
+    // and we refuse rather than misread, and which recover() completes. Never cutting to zero
+    // also keeps ext4 from forcing a flush of the whole file on close (its auto_da_alloc rule
+    // for files truncated to zero), which made every save wait for the disk.
+    bool rewrite(int fd, std::string_view current, std::string_view content) const {
+      std::size_t keep = 0;
+      const std::size_t limit = std::min(current.size(), content.size());
+      while (keep < limit && current[keep] == content[keep]) ++keep;
+      if (keep == content.size() && keep == current.size()) return true;
+      const auto close_tag = std::min(current.rfind("</settings>"), content.rfind("</settings>"));
+      if (close_tag != std::string_view::npos) keep = std::min(keep, close_tag);
+      if (::ftruncate(fd, static_cast<off_t>(keep)) != 0) return false;
       step(save_step::file_truncated);
-      if (options.crash_hook && content.size() > 1) {
-        const auto half = content.size() / 2;
-        if (!detail::pwrite_all(fd, content.substr(0, half), 0)) return false;
+      std::string_view rest = content.substr(keep);
+      if (options.crash_hook && rest.size() > 1) {
+        const auto half = rest.size() / 2;
+        if (!detail::pwrite_all(fd, rest.substr(0, half), static_cast<off_t>(keep))) return false;
         step(save_step::file_half_written);
-        if (!detail::pwrite_all(fd, content.substr(half), static_cast<off_t>(half))) return false;
-      } else if (!detail::pwrite_all(fd, content, 0)) {
+        if (!detail::pwrite_all(fd, rest.substr(half), static_cast<off_t>(keep + half)))
+          return false;
+      } else if (!detail::pwrite_all(fd, rest, static_cast<off_t>(keep))) {
         return false;
       }
       return !options.sync || ::fdatasync(fd) == 0;
@@ -830,7 +858,7 @@ class XmlStateStore {
         if (std::sscanf(journal.c_str() + detail::journal_magic.size(), "%llu %llx", &size,
                         &hash) == 2) {
           content = std::string_view(journal).substr(nl + 1);
-          valid = content.size() == size && detail::fnv1a(content) == hash;
+          valid = content.size() == size && detail::checksum64(content) == hash;
         }
       }
       if (!valid) {
@@ -846,7 +874,7 @@ class XmlStateStore {
                           " was left half-written by a killed process; run any mama command as "
                           "a user who may write it to restore it from " +
                           (runtime / "journal").string());
-        if (!rewrite(lock_fd, content))
+        if (!rewrite(lock_fd, current, content))
           throw_errno("cannot restore " + file() + " from its journal");
       }
       if (!read_only) ::unlinkat(dir.get(), "journal", 0);
