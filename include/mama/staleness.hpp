@@ -56,6 +56,9 @@ struct Observation {
   std::chrono::system_clock::time_point now;
   std::chrono::seconds stale_after{300};  ///< rows 4/5: PID-less records older than this are stale
   hold_state hold = hold_state::none;     ///< the kernel lock, for records that carry a token
+  /// The store's holds are kept by a server for holders on every host (PostgreSQL advisory
+  /// locks): then `hold` decides for token records before rows 2-9, remote ones included.
+  bool hold_spans_hosts = false;
 };
 
 /// A short name for a verdict ("idle", "running", "remote", "stale", "invalid").
@@ -81,6 +84,12 @@ Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& pr
   using std::chrono::seconds;
   // Row 1.
   if (record.idle()) return {verdict::idle, {}};
+  // A server-kept hold knows about holders on every host: no PID, host or clock comparison.
+  if (here.hold_spans_hosts && !record.token.empty() && here.hold != hold_state::none) {
+    if (here.hold == hold_state::held) return {verdict::running, {}};
+    if (record.host.empty() || record.host == here.host) return {verdict::stale, "process not running"};
+    return {verdict::stale, "holder on host " + record.host + " is gone (its job lock was freed)"};
+  }
   // Row 2.
   if (!record.host.empty() && record.host != here.host)
     return {verdict::remote, "on host " + record.host + ", not checked from here"};

@@ -1,0 +1,612 @@
+// The PostgreSQL state store against a real server (started by the CTest fixture mama_pg, see
+// start_server.sh): transactions, the SPEC §3 decisions through the guard, claims from two
+// "hosts" (processes with different host identities), holders killed with SIGKILL or cut off
+// the server, fencing on release (I4), and import/export of mama.xml.
+#include "mama/pg_state_store.hpp"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <pugixml.hpp>
+#include <string>
+#include <vector>
+
+#include "mama/guard.hpp"
+#include "mama/pg_import_export.hpp"
+#include "support.hpp"
+
+namespace {
+
+using mama::Event;
+using mama::event_kind;
+using mama::JobRecord;
+using mama::PgStateStore;
+using mama::test::Child;
+using mama::test::TempDir;
+using namespace std::chrono_literals;
+
+using FakeGuard = mama::StaleJobGuard<mama::ManualClock, mama::FakeProbe, PgStateStore>;
+using HostGuard = mama::StaleJobGuard<mama::SystemClock, mama::FakeProbe, PgStateStore>;
+
+std::string server_conninfo() {
+  const char* file = std::getenv("MAMA_PG_CONNINFO_FILE");
+  if (!file)
+    FAIL("MAMA_PG_CONNINFO_FILE is not set: run this test through ctest (fixture mama_pg)");
+  std::string text = mama::test::read_file(file);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (text.empty()) FAIL(std::string("no server connection string in ") + file);
+  return text;
+}
+
+/// A lab of its own: a fresh schema (search_path) and a lock space no other lab uses.
+struct PgLab {
+  std::string conninfo;
+  mama::PgStoreOptions options;
+  PgStateStore store;
+
+  PgLab() : PgLab(next_name()) {}
+
+  void add_machine(const std::string& name, const JobRecord& job = {},
+                   const std::vector<std::pair<std::string, std::string>>& fields = {}) {
+    using mama::detail::pg_literal;
+    std::string sql =
+        "INSERT INTO mama_machine (name, position, job, job_pid, job_timestamp, job_host, "
+        "job_boot_id, job_start, job_token) VALUES (" +
+        pg_literal(name) + ", (SELECT count(*) FROM mama_machine)";
+    for (auto m : mama::job_field_members) sql += ", " + pg_literal(job.*m);
+    sql += ")";
+    store.exec(sql);
+    int pos = 0;
+    for (const auto& [k, v] : fields)
+      store.exec("INSERT INTO mama_field SELECT id, " + std::to_string(++pos) + ", " +
+                 pg_literal(k) + ", " + pg_literal(v) +
+                 " FROM mama_machine WHERE name = " + pg_literal(name));
+  }
+  JobRecord record(const std::string& name) {
+    auto tx = store.begin();
+    auto r = tx.find(name);
+    REQUIRE(r);
+    return *r;
+  }
+  /// The server process holding machine `name`'s job lock, or 0.
+  int hold_backend(const std::string& name) {
+    const auto rows = store.exec(
+        "SELECT l.pid FROM pg_locks l JOIN mama_machine m ON l.objid::bigint = m.id "
+        "WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.classid::bigint = " +
+        std::to_string(options.lock_space) + " AND m.name = " + mama::detail::pg_literal(name));
+    return rows.empty() ? 0 : std::stoi(rows[0]);
+  }
+
+ private:
+  static std::string next_name() {
+    static int counter = 0;
+    return "t_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+  }
+  explicit PgLab(const std::string& schema)
+      : conninfo(server_conninfo() + " options='-csearch_path=" + schema + "'"),
+        options(make_options()),
+        store(conninfo, options) {
+    PgStateStore admin(server_conninfo());
+    admin.exec("CREATE SCHEMA " + schema);
+  }
+  static mama::PgStoreOptions make_options() {
+    static int counter = 0;
+    mama::PgStoreOptions o;
+    o.lock_space = 1000 + static_cast<int>(::getpid() % 100000) * 100 + ++counter;
+    return o;
+  }
+};
+
+JobRecord job_of(std::string job, std::string pid = {}) {
+  JobRecord r;
+  r.job = std::move(job);
+  r.pid = std::move(pid);
+  return r;
+}
+
+struct Recorder {
+  std::shared_ptr<std::vector<Event>> events = std::make_shared<std::vector<Event>>();
+  std::shared_ptr<std::vector<std::string>> reasons = std::make_shared<std::vector<std::string>>();
+  mama::EventHandler handler() {
+    return [e = events, r = reasons](const Event& ev) {
+      e->push_back(ev);
+      r->push_back(std::string(ev.reason));
+    };
+  }
+  bool saw(event_kind k) const {
+    for (const auto& e : *events)
+      if (e.kind == k) return true;
+    return false;
+  }
+  std::string reason_of(event_kind k) const {
+    for (std::size_t i = 0; i < events->size(); ++i)
+      if ((*events)[i].kind == k) return (*reasons)[i];
+    return "<none>";
+  }
+};
+
+/// A blocking pipe for "the child got this far" signals.
+struct Pipe {
+  int fd[2];
+  Pipe() { REQUIRE(::pipe(fd) == 0); }
+  ~Pipe() {
+    ::close(fd[0]);
+    ::close(fd[1]);
+  }
+  void send(char c) { (void)!::write(fd[1], &c, 1); }
+  char receive(int timeout_ms = 30000) {
+    pollfd p{fd[0], POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return 0;
+    char c = 0;
+    return ::read(fd[0], &c, 1) == 1 ? c : 0;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the PostgreSQL store reads, stages and commits job fields in transactions", "[pg]") {
+  PgLab lab;
+  lab.add_machine("m1", {}, {{"mac", "aa:bb"}, {"ip", "10.0.0.1"}});
+  lab.add_machine("m2", job_of("old job", "77"));
+
+  SECTION("find reads what is there; unknown machines are nullopt or a clear error") {
+    auto tx = lab.store.begin();
+    CHECK(tx.find("m2")->job == "old job");
+    CHECK(tx.find("m2")->pid == "77");
+    CHECK_FALSE(tx.find("nope"));
+    try {
+      tx.write("nope", job_of("x"));
+      FAIL("write to an unknown machine did not throw");
+    } catch (const mama::error& e) {
+      CHECK(e.code() == mama::errc::unknown_machine);
+      CHECK_THAT(e.what(), Catch::Contains("'nope'") && Catch::Contains("postgresql://"));
+    }
+  }
+  SECTION("a committed write is saved; an uncommitted one is rolled back") {
+    {
+      auto tx = lab.store.begin();
+      tx.write("m1", job_of("kept", "1"));
+      tx.commit();
+    }
+    {
+      auto tx = lab.store.begin();
+      tx.write("m1", job_of("dropped", "2"));
+    }
+    CHECK(lab.record("m1").job == "kept");
+  }
+  SECTION("machines lists every machine in order with its other fields") {
+    auto tx = lab.store.begin();
+    const auto all = tx.machines();
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].name == "m1");
+    CHECK(all[0].fields ==
+          std::vector<std::pair<std::string, std::string>>{{"mac", "aa:bb"}, {"ip", "10.0.0.1"}});
+    CHECK(all[1].job.job == "old job");
+  }
+  SECTION("a hold is exclusive across sessions and freed when destroyed") {
+    auto tx = lab.store.begin();
+    auto h = tx.try_hold("m1");
+    REQUIRE(h);
+    CHECK(lab.hold_backend("m1") == h->backend_pid());
+    PgStateStore other(lab.conninfo, lab.options);
+    {
+      auto tx2 = other.begin();
+      CHECK_FALSE(tx2.try_hold("m1"));
+      CHECK(tx2.try_hold("m2"));
+    }
+    h.reset();
+    auto tx3 = other.begin();
+    CHECK(tx3.try_hold("m1"));
+  }
+  SECTION("the watcher's descriptor becomes readable when another session commits") {
+    auto w = lab.store.watch("m1");
+    REQUIRE(w.fd() >= 0);
+    w.drain();
+    PgStateStore other(lab.conninfo, lab.options);
+    {
+      auto tx = other.begin();
+      tx.write("m1", job_of("wake"));
+      tx.commit();
+    }
+    pollfd p{w.fd(), POLLIN, 0};
+    CHECK(::poll(&p, 1, 30000) == 1);
+    w.drain();
+  }
+  SECTION("a server that cannot be reached is an error naming it") {
+    PgStateStore nowhere("host=127.0.0.1 port=1 dbname=mama user=mama connect_timeout=5");
+    try {
+      auto tx = nowhere.begin();
+      FAIL("no error");
+    } catch (const mama::error& e) {
+      CHECK(e.code() == mama::errc::io_error);
+      CHECK_THAT(e.what(), Catch::Contains("postgresql://mama@127.0.0.1:1/mama"));
+    }
+  }
+}
+
+TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store", "[pg][guard]") {
+  PgLab lab;
+  lab.add_machine("m");
+  mama::ManualClock clock;
+  mama::FakeProbe probe;  // host "testhost", boot "boot-1", self PID 4242
+  Recorder rec;
+  mama::GuardOptions opt;
+  opt.job = "run test";
+  opt.on_event = rec.handler();
+  const auto now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(clock.now().time_since_epoch()).count();
+
+  SECTION("an idle machine is claimed, its hold kept for the claim, and cleared on release") {
+    {
+      FakeGuard g(lab.store, "m", opt, clock, probe);
+      const auto r = lab.record("m");
+      CHECK(r.job == "run test");
+      CHECK(r.host == "testhost");
+      CHECK(r.token == g.token());
+      CHECK(lab.hold_backend("m") != 0);
+    }
+    CHECK(lab.record("m").idle());
+    CHECK(lab.hold_backend("m") == 0);
+  }
+  SECTION("a token record whose hold is free is stale without probing the PID") {
+    JobRecord dead = job_of("crashed", "4243");
+    dead.host = "testhost";
+    dead.boot_id = "boot-1";
+    dead.token = "feedface";
+    probe.spawn(4243);  // the PID even looks alive: the free hold decides
+    lab.store.exec(
+        "UPDATE mama_machine SET job = 'crashed', job_pid = '4243', job_host = 'testhost', "
+        "job_boot_id = 'boot-1', job_token = 'feedface'");
+    FakeGuard g(lab.store, "m", opt, clock, probe);
+    CHECK(rec.reason_of(event_kind::stale_cleared) == "process not running");
+    CHECK(probe.checks() == 0);
+    CHECK(lab.record("m").token == g.token());
+  }
+  SECTION("a record from another host whose hold is free is stale: holds span hosts") {
+    lab.store.exec(
+        "UPDATE mama_machine SET job = 'remote', job_pid = '1', job_host = 'other', "
+        "job_boot_id = 'boot-9', job_token = 'abc'");
+    FakeGuard g(lab.store, "m", opt, clock, probe);
+    CHECK_THAT(rec.reason_of(event_kind::stale_detected), Catch::Contains("host other is gone"));
+    CHECK(probe.checks() == 0);
+  }
+  SECTION("a record whose hold is held is running, from this host or another") {
+    auto holder_tx = lab.store.begin();
+    auto held = holder_tx.try_hold("m");
+    REQUIRE(held);
+    { auto done = std::move(holder_tx); }
+    for (const char* host : {"testhost", "other"}) {
+      lab.store.exec(
+          std::string("UPDATE mama_machine SET job = 'live', job_pid = '999', job_host = '") +
+          host + "', job_token = 'abc'");
+      CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
+      CHECK(lab.record("m").job == "live");
+    }
+    held.reset();
+    CHECK(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
+  }
+  SECTION("legacy records without a token follow the PID rows") {
+    SECTION("row 2: another host, no token: never probed from here") {
+      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '12', job_host = 'far'");
+      CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
+      CHECK(probe.checks() == 0);
+    }
+    SECTION("row 3: another boot") {
+      lab.store.exec(
+          "UPDATE mama_machine SET job = 'php job', job_pid = '12', job_boot_id = 'boot-0'");
+      FakeGuard g(lab.store, "m", opt, clock, probe);
+      CHECK(rec.reason_of(event_kind::stale_cleared) == "host rebooted since the job started");
+    }
+    SECTION("row 4: no PID, old timestamp") {
+      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
+                     std::to_string(now_s - 600) + "'");
+      FakeGuard g(lab.store, "m", opt, clock, probe);
+      CHECK(rec.reason_of(event_kind::stale_cleared) == "no PID, set 10 min ago");
+    }
+    SECTION("row 5: no PID, recent timestamp: running") {
+      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
+                     std::to_string(now_s - 5) + "'");
+      CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
+    }
+    SECTION("row 6: invalid PID") {
+      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = 'abc'");
+      FakeGuard g(lab.store, "m", opt, clock, probe);
+      CHECK(rec.reason_of(event_kind::stale_cleared) == "invalid PID");
+    }
+    SECTION("row 7: the process is gone") {
+      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '31337'");
+      FakeGuard g(lab.store, "m", opt, clock, probe);
+      CHECK(rec.reason_of(event_kind::stale_cleared) == "process not running");
+      CHECK(probe.checks() == 1);
+    }
+    SECTION("row 8: the PID was reused") {
+      probe.spawn(500, 77);
+      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '500', job_start = '76'");
+      FakeGuard g(lab.store, "m", opt, clock, probe);
+      CHECK(rec.reason_of(event_kind::stale_cleared) == "PID reused by another process");
+    }
+    SECTION("row 9: the process lives") {
+      probe.spawn(500, 77);
+      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '500'");
+      CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
+      CHECK(lab.record("m").job == "php job");
+    }
+  }
+}
+
+TEST_CASE("a holder on one host killed with SIGKILL frees the machine for the other host",
+          "[pg][hosts]") {
+  PgLab lab;
+  lab.add_machine("m");
+  Pipe ready;
+
+  // Host A: a process of its own, with its own store and host identity.
+  Child host_a([&]() -> int {
+    PgStateStore store(lab.conninfo, lab.options);
+    mama::FakeProbe probe;
+    probe.set_host("host-a").set_boot_id("boot-a").set_self({static_cast<int>(::getpid()), 1});
+    mama::GuardOptions o;
+    o.job = "job on host-a";
+    o.on_event = [](const Event&) {};
+    HostGuard g(store, "m", o, {}, probe);
+    ready.send('c');
+    for (;;) ::pause();
+  });
+  REQUIRE(ready.receive() == 'c');
+
+  mama::FakeProbe probe_b;
+  probe_b.set_host("host-b").set_boot_id("boot-b");
+  Recorder rec;
+  mama::GuardOptions o;
+  o.job = "job on host-b";
+  o.on_event = rec.handler();
+  o.poll_interval = 100ms;
+
+  // Alive on host A: host B sees it running (not merely "remote"), and never probes its PID.
+  CHECK_FALSE(HostGuard::try_claim(lab.store, "m", o, {}, probe_b));
+  CHECK(lab.record("m").host == "host-a");
+
+  host_a.kill_and_reap();
+  o.timeout = 30s;  // generous bound; the measured time is in docs/sections/postgresql.md
+  const auto t0 = std::chrono::steady_clock::now();
+  HostGuard g(lab.store, "m", o, {}, probe_b);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(lab.record("m").host == "host-b");
+  CHECK_THAT(rec.reason_of(event_kind::stale_detected), Catch::Contains("host host-a is gone"));
+  CHECK(probe_b.checks() == 0);
+  WARN("taken over " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                     << " ms after SIGKILL");
+}
+
+TEST_CASE("a job's child processes keep the machine busy after the claimer is killed",
+          "[pg][hosts]") {
+  PgLab lab;
+  lab.add_machine("m");
+  Pipe ready;
+  Child claimer([&]() -> int {
+    PgStateStore store(lab.conninfo, lab.options);
+    mama::GuardOptions o;
+    o.on_event = [](const Event&) {};
+    mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, PgStateStore> g(store, "m", o);
+    const pid_t job = ::fork();  // the job: inherits the hold's socket, as exec'd jobs do
+    if (job == 0) {
+      ready.send(static_cast<char>('0'));
+      for (;;) ::pause();
+    }
+    for (;;) ::pause();
+  });
+  REQUIRE(ready.receive() == '0');
+  // The job's PID: the claimer's only child.
+  const std::string kids =
+      mama::test::read_file("/proc/" + std::to_string(claimer.pid()) + "/task/" +
+                            std::to_string(claimer.pid()) + "/children");
+  const int job_pid = std::stoi(kids);
+  claimer.kill_and_reap();
+
+  mama::GuardOptions o;
+  o.on_event = [](const Event&) {};
+  mama::FakeProbe probe;
+  // The claimer is gone, but its job still holds the session: busy.
+  CHECK_FALSE(HostGuard::try_claim(lab.store, "m", o, {}, probe));
+  ::kill(job_pid, SIGKILL);
+  o.timeout = 30s;
+  o.poll_interval = 100ms;
+  HostGuard g(lab.store, "m", o, {}, probe);
+  CHECK(lab.record("m").token == g.token());
+}
+
+TEST_CASE("a holder whose connection was cut loses the machine and never clobbers its successor",
+          "[pg][fencing]") {
+  PgLab lab;
+  lab.add_machine("m");
+  mama::FakeProbe probe_a, probe_b;
+  probe_a.set_host("host-a");
+  probe_b.set_host("host-b");
+  Recorder rec_a, rec_b;
+  mama::GuardOptions oa, ob;
+  oa.on_event = rec_a.handler();
+  ob.on_event = rec_b.handler();
+  ob.timeout = 30s;
+  ob.poll_interval = 100ms;
+
+  HostGuard a(lab.store, "m", oa, {}, probe_a);
+  const int backend = lab.hold_backend("m");
+  REQUIRE(backend != 0);
+  CHECK_FALSE(HostGuard::try_claim(PgStateStore(lab.conninfo, lab.options), "m", ob, {}, probe_b));
+
+  // The network between host A and the server fails: the server ends A's session.
+  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
+  HostGuard b(PgStateStore(lab.conninfo, lab.options), "m", ob, {}, probe_b);
+  CHECK(rec_b.saw(event_kind::stale_cleared));
+  CHECK(lab.record("m").token == b.token());
+
+  // A still runs and releases: it sees B's token and leaves B's record alone (I4).
+  a.release();
+  CHECK(rec_a.saw(event_kind::successor_found));
+  CHECK_FALSE(rec_a.saw(event_kind::released));
+  CHECK(lab.record("m").token == b.token());
+  CHECK(lab.hold_backend("m") != 0);  // B's hold survives A's release
+}
+
+TEST_CASE("claims from several processes never overlap on the PostgreSQL store", "[pg][hosts]") {
+  PgLab lab;
+  lab.add_machine("m");
+  auto* inside = static_cast<std::atomic<int>*>(::mmap(nullptr, sizeof(std::atomic<int>) * 2,
+                                                       PROT_READ | PROT_WRITE,
+                                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(inside != MAP_FAILED);
+  new (inside) std::atomic<int>(0);
+  new (inside + 1) std::atomic<int>(0);  // overlaps seen
+  std::vector<std::unique_ptr<Child>> kids;
+  for (int k = 0; k < 4; ++k)
+    kids.push_back(std::make_unique<Child>([&, k] {
+      PgStateStore store(lab.conninfo, lab.options);
+      mama::FakeProbe probe;
+      probe.set_host("host-" + std::to_string(k));
+      mama::GuardOptions o;
+      o.on_event = [](const Event&) {};
+      o.poll_interval = 20ms;
+      o.timeout = 60s;
+      for (int i = 0; i < 15; ++i) {
+        HostGuard g(store, "m", o, {}, probe);
+        if (inside[0].fetch_add(1) != 0) inside[1].fetch_add(1);
+        ::usleep(500);
+        inside[0].fetch_sub(1);
+      }
+      return 0;
+    }));
+  for (auto& c : kids) {
+    const int status = c->wait();
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  CHECK(inside[1].load() == 0);
+  CHECK(lab.record("m").idle());
+  ::munmap(inside, sizeof(std::atomic<int>) * 2);
+}
+
+namespace {
+/// Every top-level element and every machine field, in order, as "path=text" lines.
+std::vector<std::string> shape_of(const std::string& xml) {
+  pugi::xml_document doc;
+  REQUIRE(doc.load_string(xml.c_str()));
+  std::vector<std::string> out;
+  for (pugi::xml_node top : doc.document_element().children()) {
+    if (top.type() != pugi::node_element) continue;
+    out.push_back(std::string("<") + top.name() + ">");
+    for (pugi::xml_node f : top.children())
+      if (f.type() == pugi::node_element)
+        out.push_back(std::string(f.name()) + "=" + f.text().get());
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("import and export move a lab between mama.xml and PostgreSQL keeping everything",
+          "[pg][import]") {
+  PgLab lab;
+  TempDir dir;
+  const std::string own =
+      "<?xml version=\"1.0\"?>\n<settings>\n"
+      "  <resource><name>switch</name><port>4</port></resource>\n"
+      "  <machine>\n    <name>b-second</name>\n    <mac>aa:bb</mac>\n    <custom_x>keep &amp; "
+      "me</custom_x>\n"
+      "    <job>run legacy</job>\n    <job_pid>12345</job_pid>\n    <startcmd/>\n    "
+      "<start_timeout>240</start_timeout>\n"
+      "  </machine>\n"
+      "  <machine>\n    <mac>cc:dd</mac>\n    <name>a-first</name>\n    <job/>\n    <vm_params>-m "
+      "2G</vm_params>\n"
+      "  </machine>\n"
+      "  <extra_thing>x</extra_thing>\n"
+      "</settings>\n";
+  const auto xml_path = dir / "mama.xml";
+
+  SECTION("a sample mama.xml survives import and export: machines, fields, order, other elements") {
+    for (const std::string& original :
+         {own, mama::test::read_file(std::string(MAMA_TEST_DATA_DIR) + "/legacy_php.xml")}) {
+      mama::test::write_file(xml_path, original);
+      mama::XmlStateStore xml(xml_path);
+      const auto result = mama::import_xml(xml, lab.store, {.replace = true});
+      const auto shape = shape_of(original);
+      CHECK(result.machines ==
+            static_cast<std::size_t>(std::count(shape.begin(), shape.end(), "<machine>")));
+      const std::string exported = mama::export_xml_string(lab.store);
+      CHECK(shape_of(exported) == shape_of(original));
+      CHECK(exported.rfind("<?xml version=\"1.0\"?>\n<settings>\n", 0) == 0);
+      // The exported file is a mama.xml the XML store (and PHP) reads; exporting again is stable.
+      mama::test::write_file(dir / "again.xml", exported);
+      mama::XmlStateStore again(dir / "again.xml");
+      mama::import_xml(again, lab.store, {.replace = true});
+      CHECK(mama::export_xml_string(lab.store) == exported);
+      CHECK(mama::test::read_file(xml_path) == original);  // import never changes the file
+    }
+  }
+  SECTION("claims on the database show up in the export in the machines' own places") {
+    mama::test::write_file(xml_path, own);
+    mama::XmlStateStore xml(xml_path);
+    const auto result = mama::import_xml(xml, lab.store);
+    CHECK(result.machines == 2);
+    CHECK(result.others == 2);
+    CHECK(result.busy == 1);
+    {
+      auto tx = lab.store.begin();
+      const auto all = tx.machines();
+      REQUIRE(all.size() == 2);
+      CHECK(all[0].name == "b-second");
+      CHECK(all[0].field("custom_x") == "keep & me");
+      CHECK(all[0].job.pid == "12345");
+    }
+    mama::GuardOptions o;
+    o.job = "pg job";
+    o.on_event = [](const Event&) {};
+    mama::FakeProbe probe;
+    {
+      FakeGuard g(lab.store, "a-first", o, mama::ManualClock(), probe);
+      const auto shape = shape_of(mama::export_xml_string(lab.store));
+      const std::vector<std::string> a_first(shape.begin() + 12,
+                                             shape.end() - 1);  // after <machine>
+      REQUIRE(a_first.size() >= 4);
+      CHECK(a_first[0] == "mac=cc:dd");
+      CHECK(a_first[1] == "name=a-first");
+      CHECK(a_first[2] == "job=pg job");
+      CHECK(a_first[3] == "job_pid=4242");
+      CHECK(a_first.back() == "vm_params=-m 2G");
+    }
+    const auto shape = shape_of(mama::export_xml_string(lab.store));
+    CHECK(shape == shape_of(own));
+  }
+  SECTION("importing over a lab, or exporting over a file, needs to be asked for") {
+    mama::test::write_file(xml_path, own);
+    mama::XmlStateStore xml(xml_path);
+    mama::import_xml(xml, lab.store);
+    lab.store.exec("UPDATE mama_machine SET job = 'running now' WHERE name = 'a-first'");
+    try {
+      mama::import_xml(xml, lab.store);
+      FAIL("second import did not throw");
+    } catch (const mama::error& e) {
+      CHECK(e.code() == mama::errc::invalid_argument);
+      CHECK_THAT(e.what(), Catch::Contains("already holds 2 machines"));
+    }
+    CHECK(lab.record("a-first").job == "running now");
+
+    const auto out = dir / "export.xml";
+    mama::test::write_file(out, "precious");
+    CHECK_THROWS_AS(mama::export_xml(lab.store, out), mama::error);
+    CHECK(mama::test::read_file(out) == "precious");
+    mama::export_xml(lab.store, out, /*overwrite=*/true);
+    CHECK(shape_of(mama::test::read_file(out)) == shape_of(mama::export_xml_string(lab.store)));
+  }
+  SECTION("a file without machine names is refused and the database is left as it was") {
+    mama::test::write_file(
+        xml_path,
+        "<?xml version=\"1.0\"?>\n<settings><machine><mac>x</mac></machine></settings>\n");
+    mama::XmlStateStore xml(xml_path);
+    CHECK_THROWS_AS(mama::import_xml(xml, lab.store), mama::error);
+    CHECK(lab.store.exec("SELECT count(*) FROM mama_machine")[0] == "0");
+  }
+}

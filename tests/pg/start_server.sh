@@ -1,0 +1,67 @@
+#!/bin/sh
+# Starts a throw-away PostgreSQL server for the tests of the PostgreSQL state store.
+#
+#   start_server.sh DIR   initdb into DIR/data, listen on 127.0.0.1 at a free port (no unix
+#                         socket), and write DIR/conninfo: a libpq connection string for database mama.
+#   start_server.sh --stop DIR   stops that server and removes DIR.
+#
+# PostgreSQL refuses to run as root: under root the server runs as the system user mama-pg
+# (created when missing), or as nobody when useradd is not available.
+set -eu
+
+PG_BIN=${PG_BIN:-}
+if [ -z "$PG_BIN" ]; then
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PG_BIN=$d; done
+fi
+[ -n "$PG_BIN" ] || PG_BIN=$(dirname "$(readlink -f "$(command -v initdb)")")
+[ -x "$PG_BIN/initdb" ] || { echo "start_server.sh: initdb not found; install postgresql or set PG_BIN" >&2; exit 1; }
+
+as_user() { "$@"; }
+if [ "$(id -u)" = 0 ]; then
+  user=mama-pg
+  if ! id "$user" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$user" 2>/dev/null || user=nobody
+  fi
+  as_user() { runuser -u "$user" -- "$@"; }
+fi
+
+if [ "${1:-}" = --stop ]; then
+  dir=$2
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_user "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+  exit 0
+fi
+
+dir=$1
+# A previous run that was killed may have left a server behind.
+if [ -f "$dir/data/postmaster.pid" ]; then
+  as_user "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+fi
+rm -rf "$dir"
+mkdir -p "$dir"
+if [ "$(id -u)" = 0 ]; then chown "$user" "$dir"; fi
+chmod 700 "$dir"
+
+as_user "$PG_BIN/initdb" -D "$dir/data" -U mama --auth=trust -E UTF8 --no-locale --no-sync >"$dir/initdb.log" 2>&1 ||
+  { cat "$dir/initdb.log" >&2; exit 1; }
+
+# A free port: ask the kernel for one, then retry if another process took it meanwhile.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+    echo $((20000 + $$ % 20000))
+}
+for attempt in 1 2 3 4 5; do
+  port=$(free_port)
+  if as_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+       -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c fsync=off -c max_connections=200" start >/dev/null; then
+    as_user "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U mama mama
+    echo "host=127.0.0.1 port=$port user=mama dbname=mama" >"$dir/conninfo"
+    chmod 644 "$dir/conninfo"
+    cat "$dir/conninfo"
+    exit 0
+  fi
+done
+cat "$dir/server.log" >&2
+exit 1
