@@ -73,6 +73,16 @@ inline std::string make_token() {
   }
   return token;
 }
+
+/// Whether `store`'s holds decide for holders on other hosts too (an optional store trait,
+/// `s.holds_span_hosts()`; false when the store does not have it).
+template <class S>
+bool holds_span_hosts(const S& store) noexcept {
+  if constexpr (requires { { store.holds_span_hosts() } -> std::convertible_to<bool>; })
+    return store.holds_span_hosts();
+  else
+    return false;
+}
 }  // namespace detail
 
 /// RAII claim of one machine for one job. Move-only. See the top of this header.
@@ -209,7 +219,18 @@ class StaleJobGuard {
                                                "; check the name with `mama list`");
       JobRecord record = *found;
 
-      if (!record.idle() && held_by_ancestor(record, host, boot)) {
+      std::optional<typename StateStore::hold> hold;
+      hold_state hs = hold_state::none;
+      if (store_.exact_liveness()) {
+        hold = tx.try_hold(machine_);
+        hs = hold ? hold_state::free : hold_state::held;
+      }
+
+      // Nest only inside a live claim: a claim record whose hold we just got is dead (e.g. our
+      // own earlier claim whose release failed), and nesting takes no hold of its own.
+      const bool ancestor_claim_dead = hold && !record.token.empty();
+      if (!record.idle() && !ancestor_claim_dead && held_by_ancestor(record, host, boot)) {
+        hold.reset();
         previous_ = record;
         mine_ = make_record(self, host, boot);
         tx.write(machine_, mine_);
@@ -218,15 +239,9 @@ class StaleJobGuard {
         emit(event_kind::nested, record, {});
         return;
       }
-
-      std::optional<typename StateStore::hold> hold;
-      hold_state hs = hold_state::none;
-      if (store_.exact_liveness()) {
-        hold = tx.try_hold(machine_);
-        hs = hold ? hold_state::free : hold_state::held;
-      }
       const Observation here{host, boot, clock_.now(), options_.stale_after,
-                             record.token.empty() ? hold_state::none : hs};
+                             record.token.empty() ? hold_state::none : hs,
+                             detail::holds_span_hosts(store_)};
       const Assessment verdict = assess(record, here, [this](int pid, auto start) {
         return probe_.check(pid, start);
       });

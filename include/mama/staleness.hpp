@@ -109,14 +109,14 @@ Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& pr
       return {verdict::stale, "no PID, set " + std::to_string(age / 60) + " min ago"};
     return {verdict::running, "no PID recorded"};
   }
-  // Row 6.
-  const auto pid = detail::parse_decimal<std::int32_t>(record.pid);
-  if (!pid || *pid <= 0) return {verdict::stale, "invalid PID"};
   // A kernel lock held for the job's lifetime decides rows 6-9 for the records that carry one.
   if (!record.token.empty() && here.hold != hold_state::none) {
     if (here.hold == hold_state::free) return {verdict::stale, "process not running"};
     return {verdict::running, {}};
   }
+  // Row 6.
+  const auto pid = detail::parse_decimal<std::int32_t>(record.pid);
+  if (!pid || *pid <= 0) return {verdict::stale, "invalid PID"};
   std::optional<std::uint64_t> start;
   if (!record.start.empty()) {
     start = detail::parse_decimal<std::uint64_t>(record.start);

@@ -1,0 +1,334 @@
+// tests/staleness_test.cpp — mama::assess, the SPEC §3 table: every row, in order, with lambdas
+// and with FakeProbe as the process question; and the five cases of the original test suite.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <mama/process_probe.hpp>
+#include <mama/staleness.hpp>
+#include <optional>
+#include <vector>
+
+using namespace std::chrono_literals;
+using mama::Assessment;
+using mama::hold_state;
+using mama::JobRecord;
+using mama::liveness;
+using mama::Observation;
+using mama::verdict;
+
+namespace {
+
+constexpr std::int64_t kNow = 1763047845;  // 2025-11-13 15:30:45 UTC
+
+Observation here(hold_state hold = hold_state::none) {
+  Observation o;
+  o.host = "labhost";
+  o.boot_id = "boot-A";
+  o.now = std::chrono::system_clock::time_point(std::chrono::seconds(kNow));
+  o.stale_after = 300s;
+  o.hold = hold;
+  return o;
+}
+
+JobRecord job_with_pid(std::string pid) {
+  JobRecord r;
+  r.job = "run test-job x86_64/fedora";
+  r.pid = std::move(pid);
+  r.timestamp = std::to_string(kNow - 10);
+  return r;
+}
+
+JobRecord pidless_job(std::optional<std::int64_t> age_seconds) {
+  JobRecord r;
+  r.job = "run test-job x86_64/fedora";
+  if (age_seconds) r.timestamp = std::to_string(kNow - *age_seconds);
+  return r;
+}
+
+/// A probe lambda that answers `answer` and records each question.
+struct RecordingProbe {
+  liveness answer = liveness::alive;
+  std::vector<std::pair<int, std::optional<std::uint64_t>>> calls;
+  auto fn() {
+    return [this](int pid, std::optional<std::uint64_t> start) {
+      calls.emplace_back(pid, start);
+      return answer;
+    };
+  }
+};
+
+/// FakeProbe as the process question, the way the guard asks it.
+auto ask(mama::FakeProbe& p) {
+  return [&p](int pid, std::optional<std::uint64_t> start) { return p.check(pid, start); };
+}
+
+}  // namespace
+
+TEST_CASE("row 1: a record without a job is idle, whatever else it holds", "[staleness]") {
+  RecordingProbe probe;
+  JobRecord r;
+  r.pid = "12345";
+  r.timestamp = "1";
+  r.host = "elsewhere";
+  r.boot_id = "boot-Z";
+  const auto a = mama::assess(r, here(), probe.fn());
+  CHECK(a == Assessment{verdict::idle, ""});
+  CHECK_FALSE(a.busy());
+  CHECK(probe.calls.empty());
+}
+
+TEST_CASE("row 2: a job of another host is never probed from here", "[staleness]") {
+  RecordingProbe probe;
+  probe.answer = liveness::gone;
+  auto r = job_with_pid("12345");
+  r.host = "otherhost";
+  SECTION("even when its boot id differs from ours (row 2 comes before row 3)") {
+    r.boot_id = "boot-Z";
+  }
+  SECTION("even with an invalid PID (row 2 comes before row 6)") { r.pid = "not-a-pid"; }
+  const auto a = mama::assess(r, here(), probe.fn());
+  CHECK(a.verdict == verdict::remote);
+  CHECK(a.reason == "on host otherhost, not checked from here");
+  CHECK(a.busy());
+  CHECK(probe.calls.empty());
+}
+
+TEST_CASE("row 3: a job from an earlier boot of this host is stale", "[staleness]") {
+  RecordingProbe probe;
+  auto r = job_with_pid("12345");
+  r.boot_id = "boot-old";
+  SECTION("with this host's name") { r.host = "labhost"; }
+  SECTION("with no host recorded") {}
+  SECTION("even without a PID (row 3 comes before row 5)") {
+    r.pid.clear();
+    r.timestamp.clear();
+  }
+  const auto a = mama::assess(r, here(), probe.fn());
+  CHECK(a == Assessment{verdict::stale, "host rebooted since the job started"});
+  CHECK_FALSE(a.busy());
+  CHECK(probe.calls.empty());
+}
+
+TEST_CASE("row 3 does not apply when this boot's id is unknown", "[staleness]") {
+  RecordingProbe probe;
+  auto r = job_with_pid("12345");
+  r.boot_id = "boot-old";
+  auto o = here();
+  o.boot_id.clear();
+  const auto a = mama::assess(r, o, probe.fn());
+  CHECK(a.verdict == verdict::running);
+  CHECK(probe.calls.size() == 1);
+}
+
+TEST_CASE("row 4: a PID-less job older than stale_after is stale, with its age", "[staleness]") {
+  RecordingProbe probe;
+  SECTION("301 s old with the default 300 s") {
+    CHECK(mama::assess(pidless_job(301), here(), probe.fn()) ==
+          Assessment{verdict::stale, "no PID, set 5 min ago"});
+  }
+  SECTION("an hour old") {
+    CHECK(mama::assess(pidless_job(3600), here(), probe.fn()) ==
+          Assessment{verdict::stale, "no PID, set 60 min ago"});
+  }
+  SECTION("61 s old with stale_after = 60 s") {
+    auto o = here();
+    o.stale_after = 60s;
+    CHECK(mama::assess(pidless_job(61), o, probe.fn()) ==
+          Assessment{verdict::stale, "no PID, set 1 min ago"});
+  }
+  CHECK(probe.calls.empty());
+}
+
+TEST_CASE("row 5: a PID-less job without a timestamp, or not yet old, is running", "[staleness]") {
+  RecordingProbe probe;
+  probe.answer = liveness::gone;
+  std::optional<std::int64_t> age;
+  SECTION("no timestamp") { age = std::nullopt; }
+  SECTION("10 s old") { age = 10; }
+  SECTION("exactly stale_after old (stale only when older)") { age = 300; }
+  SECTION("a timestamp in the future") { age = -3600; }
+  const auto a = mama::assess(pidless_job(age), here(), probe.fn());
+  CHECK(a == Assessment{verdict::running, "no PID recorded"});
+  CHECK(a.busy());
+  CHECK(probe.calls.empty());
+}
+
+TEST_CASE("rows 4/5: a timestamp that is not a number needs a human", "[staleness]") {
+  RecordingProbe probe;
+  auto r = pidless_job(std::nullopt);
+  r.timestamp = "yesterday";
+  const auto a = mama::assess(r, here(), probe.fn());
+  CHECK(a.verdict == verdict::invalid);
+  CHECK_THAT(a.reason, Catch::Contains("'yesterday'") && Catch::Contains("mama clear --force"));
+  CHECK(a.busy());
+}
+
+TEST_CASE("row 6: a PID that is not a positive integer is stale", "[staleness]") {
+  RecordingProbe probe;
+  const auto pid = GENERATE(as<std::string>{}, "abc", "0", "-5", "+5", "12x", " 12", "99999999999");
+  CAPTURE(pid);
+  const auto a = mama::assess(job_with_pid(pid), here(), probe.fn());
+  CHECK(a == Assessment{verdict::stale, "invalid PID"});
+  CHECK(probe.calls.empty());
+}
+
+TEST_CASE("row 7: no process with that PID, or a zombie, is stale", "[staleness]") {
+  SECTION("lambda says gone") {
+    RecordingProbe probe;
+    probe.answer = liveness::gone;
+    CHECK(mama::assess(job_with_pid("12345"), here(), probe.fn()) ==
+          Assessment{verdict::stale, "process not running"});
+    REQUIRE(probe.calls.size() == 1);
+    CHECK(probe.calls[0].first == 12345);
+    CHECK_FALSE(probe.calls[0].second.has_value());
+  }
+  SECTION("FakeProbe: the PID is not in its table") {
+    mama::FakeProbe probe;
+    CHECK(mama::assess(job_with_pid("12345"), here(), ask(probe)).verdict == verdict::stale);
+    CHECK(probe.checks() == 1);
+  }
+  SECTION("FakeProbe: the PID is a zombie") {
+    mama::FakeProbe probe;
+    probe.spawn(12345).zombify(12345);
+    CHECK(mama::assess(job_with_pid("12345"), here(), ask(probe)) ==
+          Assessment{verdict::stale, "process not running"});
+  }
+}
+
+TEST_CASE("row 8: a recorded start time that is not the PID's is stale", "[staleness]") {
+  auto r = job_with_pid("12345");
+  r.start = "777";
+  SECTION("lambda says reused, and was given the recorded start time") {
+    RecordingProbe probe;
+    probe.answer = liveness::reused;
+    CHECK(mama::assess(r, here(), probe.fn()) ==
+          Assessment{verdict::stale, "PID reused by another process"});
+    REQUIRE(probe.calls.size() == 1);
+    CHECK(probe.calls[0].second == std::optional<std::uint64_t>(777));
+  }
+  SECTION("FakeProbe: the PID lives but started at another time") {
+    mama::FakeProbe probe;
+    probe.spawn(12345, 778);
+    CHECK(mama::assess(r, here(), ask(probe)) ==
+          Assessment{verdict::stale, "PID reused by another process"});
+  }
+  SECTION("FakeProbe: same PID, same start: row 9, running") {
+    mama::FakeProbe probe;
+    probe.spawn(12345, 777);
+    CHECK(mama::assess(r, here(), ask(probe)) == Assessment{verdict::running, ""});
+  }
+  SECTION("a start time that is not a number needs a human") {
+    r.start = "soon";
+    RecordingProbe probe;
+    const auto a = mama::assess(r, here(), probe.fn());
+    CHECK(a.verdict == verdict::invalid);
+    CHECK_THAT(a.reason, Catch::Contains("'soon'"));
+    CHECK(probe.calls.empty());
+  }
+}
+
+TEST_CASE("row 8 needs a recorded start time: 'reused' without one is not evidence",
+          "[staleness]") {
+  RecordingProbe probe;
+  probe.answer = liveness::reused;
+  CHECK(mama::assess(job_with_pid("12345"), here(), probe.fn()).verdict == verdict::running);
+}
+
+TEST_CASE("row 9: a live process is running, including another user's", "[staleness]") {
+  SECTION("lambda says alive (what ProcProbe answers when kill() gives EPERM)") {
+    RecordingProbe probe;
+    const auto a = mama::assess(job_with_pid("12345"), here(), probe.fn());
+    CHECK(a == Assessment{verdict::running, ""});
+    CHECK(a.busy());
+    CHECK(probe.calls.size() == 1);
+  }
+  SECTION("FakeProbe with the PID live, on this host and boot") {
+    mama::FakeProbe probe;
+    probe.spawn(12345, 5);
+    auto r = job_with_pid("12345");
+    r.host = "labhost";
+    r.boot_id = "boot-A";
+    r.start = "5";
+    CHECK(mama::assess(r, here(), ask(probe)).verdict == verdict::running);
+    CHECK(probe.checks() == 1);
+  }
+  SECTION("a probe that cannot tell keeps the job (never clear what we cannot judge)") {
+    RecordingProbe probe;
+    probe.answer = liveness::unknown;
+    CHECK(mama::assess(job_with_pid("12345"), here(), probe.fn()) ==
+          Assessment{verdict::running, "cannot check the process"});
+  }
+}
+
+TEST_CASE("a claim's kernel lock decides rows 6-9 for records that carry a token", "[staleness]") {
+  RecordingProbe probe;
+  auto r = job_with_pid("12345");
+  r.token = "0123456789abcdef0123456789abcdef";
+  SECTION("lock free: stale even though the PID answers alive (children gone, PID reused)") {
+    CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
+          Assessment{verdict::stale, "process not running"});
+    CHECK(probe.calls.empty());
+  }
+  SECTION("lock held: running even though the PID is gone (the job's children still run)") {
+    probe.answer = liveness::gone;
+    CHECK(mama::assess(r, here(hold_state::held), probe.fn()).verdict == verdict::running);
+    CHECK(probe.calls.empty());
+  }
+  SECTION("no lock kept by the store: the PID rules decide") {
+    probe.answer = liveness::gone;
+    CHECK(mama::assess(r, here(hold_state::none), probe.fn()).verdict == verdict::stale);
+    CHECK(probe.calls.size() == 1);
+  }
+  SECTION("the lock decides row 6 too: a held claim with a garbled PID is running") {
+    r.pid = "garbled";
+    CHECK(mama::assess(r, here(hold_state::held), probe.fn()).verdict == verdict::running);
+    CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
+          Assessment{verdict::stale, "process not running"});
+    CHECK(mama::assess(r, here(hold_state::none), probe.fn()) ==
+          Assessment{verdict::stale, "invalid PID"});
+    CHECK(probe.calls.empty());
+  }
+  SECTION("a record without a token (PHP rewrote it) is judged by PID even with a lock state") {
+    r.token.clear();
+    CHECK(mama::assess(r, here(hold_state::free), probe.fn()).verdict == verdict::running);
+    CHECK(probe.calls.size() == 1);
+  }
+}
+
+TEST_CASE("the original test suite's five cases", "[staleness][original]") {
+  mama::FakeProbe probe;  // lives: only this process (4242)
+  SECTION("a job with a PID that does not exist is stale") {
+    const auto a = mama::assess(job_with_pid("999999"), here(), ask(probe));
+    CHECK(a.verdict == verdict::stale);
+    CHECK(a.reason == "process not running");
+  }
+  SECTION("a job with a live PID is not stale") {
+    probe.spawn(31337);
+    const auto a = mama::assess(job_with_pid("31337"), here(), ask(probe));
+    CHECK(a.verdict == verdict::running);
+  }
+  SECTION("a job with no PID, older than 5 minutes, is stale") {
+    const auto a = mama::assess(pidless_job(6 * 60), here(), ask(probe));
+    CHECK(a.verdict == verdict::stale);
+    CHECK(a.reason == "no PID, set 6 min ago");
+    CHECK(probe.checks() == 0);
+  }
+  SECTION("a job with no PID, recent, is not stale") {
+    const auto a = mama::assess(pidless_job(60), here(), ask(probe));
+    CHECK(a.verdict == verdict::running);
+    CHECK(probe.checks() == 0);
+  }
+  SECTION("no job: nothing to judge") {
+    const auto a = mama::assess(JobRecord{}, here(), ask(probe));
+    CHECK(a.verdict == verdict::idle);
+    CHECK(a.reason.empty());
+    CHECK(probe.checks() == 0);
+  }
+}
+
+TEST_CASE("verdict names are stable", "[staleness]") {
+  CHECK(mama::to_string(verdict::idle) == "idle");
+  CHECK(mama::to_string(verdict::running) == "running");
+  CHECK(mama::to_string(verdict::remote) == "remote");
+  CHECK(mama::to_string(verdict::stale) == "stale");
+  CHECK(mama::to_string(verdict::invalid) == "invalid");
+}
