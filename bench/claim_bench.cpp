@@ -97,3 +97,29 @@ BENCHMARK_CAPTURE(BM_claim_xml, nosync_tmpfs, false, true)
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
+
+namespace {
+
+// The disk's floor for a durable save: one small in-place write made durable with fdatasync,
+// on the same file system as claim/xml_sync. A synced claim/release cycle needs six such
+// flushes (per save: the journal, its directory entry, mama.xml), so 6 × this is the least a
+// synced cycle can cost on this disk, whatever the software does.
+void BM_floor_fdatasync(benchmark::State& state) {
+  const auto path = mama_bench::scratch_dir() / "floor-fdatasync";
+  std::filesystem::create_directories(mama_bench::scratch_dir());
+  mama::detail::unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) {
+    state.SkipWithError("cannot create the floor file");
+    return;
+  }
+  const std::string block(4096, 'x');
+  for (auto _ : state) {
+    if (!mama::detail::pwrite_all(fd.get(), block, 0) || ::fdatasync(fd.get()) != 0) {
+      state.SkipWithError("write or fdatasync failed");
+      break;
+    }
+  }
+}
+BENCHMARK(BM_floor_fdatasync)->Name("floor/fdatasync_4KiB")->Unit(benchmark::kMicrosecond);
+
+}  // namespace

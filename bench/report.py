@@ -159,6 +159,12 @@ def main():
           f"| {fmt(real(f'claim/xml_nosync/{n}'))} | {fmt(real(f'claim/xml_sync/{n}'))} "
           f"| {fmt(real(f'claim/xml_nosync_tmpfs/{n}'))} | {fmt(cpu(f'claim/xml_nosync/{n}'))} / {fmt(cpu(f'claim/xml_sync/{n}'))} |")
     w("")
+    floor = real("floor/fdatasync_4KiB")
+    if floor:
+        w(f"Disk floor, same file system: one 4 KiB write + `fdatasync` = {fmt(floor)}; a synced cycle "
+          f"makes six such flushes (journal, its directory entry, mama.xml; claim and release), so no "
+          f"synced cycle can beat {fmt(6 * floor)} on this disk.")
+        w("")
 
     # Handoff.
     w("### Handoff and crash recovery (two processes, real mama.xml, 10 machines)")
