@@ -1,0 +1,41 @@
+// catch2_suite — a Catch2 test suite that holds its lab machine for the whole run.
+//   MAMA_MACHINE=test-machine MAMA_STATE=/path/to/mama.xml ./catch2_suite
+// The one line that does it is `#include <mama/catch2.hpp>` (it registers the listener).
+// clang-format off
+#define CATCH_CONFIG_MAIN
+#include <mama/catch2.hpp>
+// clang-format on
+
+#include <unistd.h>
+
+#include <iostream>
+#include <string>
+
+TEST_CASE("the suite's own tests run as usual", "[example]") {
+  std::string text = "lab";
+  text += " machine";
+  REQUIRE(text == "lab machine");
+}
+
+TEST_CASE("while the suite runs, the state file shows this process holding the machine",
+          "[example][mama]") {
+  const auto& claim = mama::process_run_claim();
+  if (!claim.active()) {
+    SUCCEED("MAMA_MACHINE is not set: nothing was claimed");
+    return;
+  }
+  const auto& settings = *claim.settings();
+  mama::XmlStateStore store(settings.state);
+  const auto record = store.begin().find(settings.machine);
+  REQUIRE(record);
+  CHECK(record->job == settings.job);
+  CHECK(record->pid == std::to_string(::getpid()));
+  std::cout << "mama: " << settings.machine << " held by PID " << record->pid << " for job '"
+            << record->job << "'\n";
+}
+
+// Hidden (run only when asked): stops in the middle of a run, so a test can kill the runner.
+TEST_CASE("stop until killed", "[.][pause]") {
+  std::cout << "paused" << std::endl;
+  for (;;) ::pause();
+}
