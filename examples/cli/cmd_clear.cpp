@@ -1,0 +1,134 @@
+// examples/cli/cmd_clear.cpp — `mama clear <machine>|all [--force]`: clear stale jobs (and, on
+// request, live ones). Deciding and clearing happen in one transaction, after re-reading.
+#include <iostream>
+
+#include "cli.hpp"
+
+namespace mama::cli {
+
+namespace {
+
+struct ClearArgs {
+  std::string machine;
+  bool force = false;
+};
+
+// "run x (PID: 123, process not running)"
+std::string job_text(const JobRecord& r, std::string_view reason) {
+  std::string text = esc(r.job) + " (PID: " + (r.pid.empty() ? std::string("none") : esc(r.pid));
+  if (!reason.empty()) text += ", " + esc(reason);
+  return text + ")";
+}
+
+enum class outcome { idle, cleared, left };
+
+// What clear_one decided for one machine; printed and reported only after the commit.
+struct Decision {
+  outcome what = outcome::idle;
+  std::string name;
+  JobRecord record;
+  Assessment assessment;
+  bool forced = false;
+};
+
+// Decides and (maybe) clears one machine inside `tx`.
+Decision clear_one(Context& ctx, XmlStateStore::transaction& tx, const std::string& name,
+                   bool force) {
+  Decision d;
+  d.name = name;
+  const auto record = tx.find(name);
+  if (!record || record->idle()) return d;
+  d.record = *record;
+  d.assessment = look_at(ctx, tx, name, *record, hold_probe::token_records).assessment;
+  const verdict v = d.assessment.verdict;
+  if (v == verdict::idle) return d;
+  if (v == verdict::stale || force) {
+    tx.write(name, JobRecord{});
+    d.what = outcome::cleared;
+    d.forced = v != verdict::stale;
+    return d;
+  }
+  d.what = outcome::left;
+  return d;
+}
+
+// After the commit: says what was cleared and reports it.
+void tell_cleared(Context& ctx, const Decision& d) {
+  if (d.forced) {
+    std::cout << "Cleared running job on " << esc(d.name)
+              << " (--force): " << job_text(d.record, d.assessment.reason) << '\n';
+    ctx.emit(event_kind::forced_clear, d.name, d.record, d.assessment.reason);
+  } else {
+    std::cout << "Cleared stale job on " << esc(d.name) << ": "
+              << job_text(d.record, d.assessment.reason) << '\n';
+    ctx.emit(event_kind::stale_cleared, d.name, d.record, d.assessment.reason);
+  }
+}
+
+int run_clear(Context& ctx, const ClearArgs& args) {
+  auto& store = ctx.store();
+  auto tx = store.begin();
+  if (args.machine != "all" || tx.find("all")) {
+    const std::string name = resolve_machine(ctx, tx, args.machine);
+    const Decision d = clear_one(ctx, tx, name, args.force);
+    if (d.what == outcome::cleared) {
+      tx.commit();
+      { auto done = std::move(tx); }
+      tell_cleared(ctx, d);
+      return exit_status::ok;
+    }
+    if (d.what == outcome::idle) {
+      std::cout << esc(name) << " has no job; nothing to clear\n";
+      return exit_status::ok;
+    }
+    const auto& a = d.assessment;
+    throw error(errc::busy, "machine '" + esc(name) + "' in " + store.describe() + " runs job '" +
+                                esc(d.record.job) + "' (PID " +
+                                (d.record.pid.empty() ? "none" : esc(d.record.pid)) + ", " +
+                                (a.reason.empty() ? std::string("running") : esc(a.reason)) +
+                                "); not cleared. Wait for it with `mama wait " + esc(name) +
+                                "`, or clear it anyway with `mama clear --force " + esc(name) +
+                                "`");
+  }
+
+  // `all`: every machine, in one critical section.
+  std::vector<Decision> decisions;
+  for (const auto& m : tx.machines())
+    if (!m.name.empty()) decisions.push_back(clear_one(ctx, tx, m.name, args.force));
+  tx.commit();
+  { auto done = std::move(tx); }
+  int cleared = 0;
+  int left = 0;
+  for (const auto& d : decisions) {
+    if (d.what == outcome::cleared) {
+      ++cleared;
+      tell_cleared(ctx, d);
+    } else if (d.what == outcome::left) {
+      ++left;
+      std::cout << "Left running job on " << esc(d.name) << ": "
+                << job_text(d.record, d.assessment.reason) << '\n';
+    }
+  }
+  std::cout << "Cleared " << cleared << (cleared == 1 ? " job" : " jobs");
+  if (left) std::cout << "; left " << left << " running (clear them with `mama clear --force all`)";
+  std::cout << '\n';
+  return exit_status::ok;
+}
+
+}  // namespace
+
+void add_clear_command(CLI::App& app, Context& ctx, Action& selected) {
+  auto args = std::make_shared<ClearArgs>();
+  auto* cmd = app.add_subcommand(
+      "clear", "Clear a stale job (its holder is gone); a live one only with --force");
+  cmd->add_option("machine", args->machine, "The machine's name or MAC address, or `all`")
+      ->required();
+  cmd->add_flag("--force", args->force,
+                "Also clear a job whose holder still runs (it keeps running; the machine is "
+                "then free for the next job)");
+  add_stale_after_option(*cmd, ctx);
+  cmd->callback(
+      [&selected, args] { selected = [args](Context& c) { return run_clear(c, *args); }; });
+}
+
+}  // namespace mama::cli

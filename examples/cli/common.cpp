@@ -1,0 +1,156 @@
+// examples/cli/common.cpp — the helpers of cli.hpp.
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "cli.hpp"
+
+namespace mama::cli {
+
+Style Style::for_fd(int fd) {
+  Style s;
+  s.tty = ::isatty(fd) == 1;
+  // https://no-color.org: any NO_COLOR in the environment turns colour off (we also honour an
+  // empty one: a user who set it at all asked for no colour).
+  s.color = s.tty && std::getenv("NO_COLOR") == nullptr;
+  return s;
+}
+
+std::string Style::paint(std::string_view text, std::string_view sgr) const {
+  if (!color) return std::string(text);
+  return "\x1b[" + std::string(sgr) + "m" + std::string(text) + "\x1b[0m";
+}
+
+Context::Context() : out(Style::for_fd(1)), err(Style::for_fd(2)) {
+  reporter.configure(err.tty, err.color);
+}
+
+std::filesystem::path Context::state_path() const {
+  if (!state_option.empty()) return state_option;
+  if (const char* s = std::getenv("MAMA_STATE"); s && *s) return s;
+  const char* dir = std::getenv("MAMA_PATH");
+  return std::filesystem::path(dir && *dir ? dir : "/usr/share/mama") / "mama.xml";
+}
+
+XmlStateStore& Context::store() {
+  if (!store_) store_.emplace(state_path());
+  return *store_;
+}
+
+Observation Context::here() const {
+  return Observation{probe.host_name(), probe.boot_id(), clock.now(), stale_after(),
+                     hold_state::none};
+}
+
+EventHandler Context::handler() {
+  return [this](const Event& e) { reporter.report(e); };
+}
+
+void Context::emit(event_kind kind, std::string_view machine, const JobRecord& record,
+                   std::string_view reason, std::chrono::nanoseconds waited) {
+  const std::string file = store().describe();
+  reporter.report(Event{kind, machine, file, record, reason, waited});
+}
+
+Look look_at(Context& ctx, XmlStateStore::transaction& tx, std::string_view machine,
+             const JobRecord& record, hold_probe when) {
+  // As StaleJobGuard::claim: the hold is probed inside the transaction, and it counts only for
+  // records that carry a token (a PHP-written record has none: the PID rules decide).
+  Look look;
+  auto& store = ctx.store();
+  hold_state hs = hold_state::none;
+  if (store.exact_liveness() && (when == hold_probe::always || !record.token.empty())) {
+    look.hold = tx.try_hold(machine);
+    hs = look.hold ? hold_state::free : hold_state::held;
+  }
+  look.hold_free = !store.exact_liveness() || look.hold.has_value();
+  Observation here = ctx.here();
+  here.hold = record.token.empty() ? hold_state::none : hs;
+  here.hold_spans_hosts = detail::holds_span_hosts(store);
+  look.assessment = assess(record, here, [&ctx](int pid, std::optional<std::uint64_t> start) {
+    return ctx.probe.check(pid, start);
+  });
+  return look;
+}
+
+std::string resolve_machine(Context& ctx, const XmlStateStore::transaction& tx,
+                            std::string_view arg) {
+  if (tx.find(arg)) return std::string(arg);
+  // The PHP tool also selects a machine by its MAC address (any letter case).
+  for (const auto& m : tx.machines()) {
+    const auto mac = m.field("mac");
+    if (!mac.empty() && !m.name.empty() && mac.size() == arg.size() &&
+        ::strncasecmp(mac.data(), arg.data(), mac.size()) == 0)
+      return m.name;
+  }
+  throw error(errc::unknown_machine, "machine '" + esc(arg) + "' not found in " +
+                                         ctx.store().describe() +
+                                         "; see the names with `mama list`");
+}
+
+std::string local_time(std::string_view stamp) {
+  const auto secs = detail::parse_decimal<std::int64_t>(stamp);
+  if (!secs) return {};
+  const time_t t = static_cast<time_t>(*secs);
+  struct tm tm {};
+  if (!::localtime_r(&t, &tm)) return {};
+  char buf[64];
+  if (std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm) == 0) return {};
+  return buf;
+}
+
+std::string human_duration(std::chrono::nanoseconds d) {
+  const long long s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  char buf[64];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%lld s", s < 0 ? 0 : s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof buf, "%lld min %02lld s", s / 60, s % 60);
+  } else if (s < 86400) {
+    std::snprintf(buf, sizeof buf, "%lld h %02lld min", s / 3600, s % 3600 / 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lld d %lld h", s / 86400, s % 86400 / 3600);
+  }
+  return buf;
+}
+
+namespace {
+std::optional<double> seconds_value(const std::string& text, bool fractional) {
+  if (text.empty()) return std::nullopt;
+  for (char c : text)
+    if (!((c >= '0' && c <= '9') || (fractional && c == '.'))) return std::nullopt;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || !std::isfinite(v) || v < 0 || v > 1e9)
+    return std::nullopt;
+  return v;
+}
+}  // namespace
+
+CLI::Validator seconds_validator(bool fractional) {
+  return CLI::Validator(
+      [fractional](std::string& value) -> std::string {
+        if (seconds_value(value, fractional)) return {};
+        return "'" + esc(value) + "' is not a number of seconds; give " +
+               (fractional ? "a number >= 0 such as 30 or 0.5" : "a whole number >= 0 such as 600");
+      },
+      "");
+}
+
+std::chrono::nanoseconds parse_seconds(const std::string& text) {
+  const double v = seconds_value(text, true).value_or(0);
+  return std::chrono::nanoseconds(static_cast<long long>(std::llround(v * 1e9)));
+}
+
+void add_stale_after_option(CLI::App& app, Context& ctx) {
+  app.add_option_function<std::string>(
+         "--stale-after", [&ctx](const std::string& v) { ctx.stale_after_sec = std::stol(v); },
+         "A job without a PID counts as stale when it was set longer ago than this (default 300)")
+      ->type_name("SEC")
+      ->check(seconds_validator(false));
+}
+
+}  // namespace mama::cli
