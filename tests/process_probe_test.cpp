@@ -210,6 +210,8 @@ TEST_CASE("ProcProbe::is_ancestor follows the real parent chain", "[probe][real]
   CHECK(probe.is_ancestor(::getppid(), std::nullopt));
   CHECK(probe.is_ancestor(::getppid(), start_of(::getppid())));
   CHECK_FALSE(probe.is_ancestor(0, std::nullopt));
+  // init is everyone's ancestor but never a job holder: a record naming PID 1 is not nested into.
+  CHECK_FALSE(probe.is_ancestor(1, std::nullopt));
 
   SECTION("a child is not our ancestor, but we are the child's") {
     Child child([&] {

@@ -172,8 +172,10 @@ class ProcProbe {
     return id;
   }
 
+  /// PID 1 is never an ancestor for this purpose: init is every process's ancestor and never
+  /// holds a job, so a record naming PID 1 must be judged, not nested into.
   bool is_ancestor(int pid, std::optional<std::uint64_t> start) const noexcept {
-    if (pid <= 0) return false;
+    if (pid <= 1) return false;
     int current = static_cast<int>(::getpid());
     // Bounded walk: PID 1 (or a reparenting subreaper) ends every chain.
     for (int depth = 0; depth < 4096 && current > 0; ++depth) {
