@@ -1,0 +1,121 @@
+// tests/fuzz/round_trip.hpp — the property the fuzzer checks, shared by the libFuzzer target
+// (clang, ASan + UBSan) and the corpus replay test (any compiler, runs in CI).
+//
+// For any bytes taken as mama.xml:
+// - XmlStateStore either refuses the file with mama::error and leaves it byte for byte as it
+//   was, or reads it: every machine find() knows reads back what machines() lists;
+// - a claim record written to the first named machine and committed reads back exactly, while
+//   every machine's other fields, and the other machines' job fields, stay as they were (I3);
+// - the saved file still has </settings> (what the PHP tool insists on);
+// - writing the old job fields back restores every machine as it was first read.
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <mama/xml_state_store.hpp>
+#include <string>
+#include <string_view>
+
+namespace mama::fuzz {
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::string out;
+  detail::unique_fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd || !detail::pread_all(fd.get(), out, std::size_t(1) << 30)) return "<unreadable>";
+  return out;
+}
+
+inline void spill(const std::filesystem::path& p, std::string_view data) {
+  detail::unique_fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd) (void)detail::pwrite_all(fd.get(), data, 0);
+}
+
+/// Runs the round trip on `input` as `dir`/mama.xml. Returns an empty string when the property
+/// holds, else what broke.
+inline std::string round_trip(std::string_view input, const std::filesystem::path& dir) {
+  const auto path = dir / "mama.xml";
+  std::error_code ec;
+  std::filesystem::remove(dir / "mama.xml.d" / "journal", ec);
+  spill(path, input);
+
+  XmlStoreOptions options;
+  options.sync = false;
+  options.max_file_size = 1 << 20;
+  XmlStateStore store(path, options);
+
+  // The job text comes from the input too, so odd bytes travel both ways (NUL cannot be
+  // stored in XML text: it becomes '?').
+  std::string job = "fuzz ";
+  for (std::size_t i = 0; i < input.size() && i < 12; ++i) job += input[i] == '\0' ? '?' : input[i];
+  const JobRecord claim{job,
+                        "4242",
+                        "1763047845",
+                        "fuzz-host",
+                        "0b0a-boot",
+                        "991",
+                        "00112233445566778899aabbccddeeff"};
+
+  std::vector<MachineInfo> before;
+  std::size_t target = 0;
+  try {
+    auto tx = store.begin();
+    before = tx.machines();
+    for (const auto& m : before) {
+      if (m.name.empty()) continue;
+      const auto found = tx.find(m.name);
+      if (!found) return "machine '" + m.name + "' listed but not found";
+      // Machines sharing a name are refused, so find() names the same element.
+      if (!(*found == m.job)) return "find('" + m.name + "') disagrees with machines()";
+    }
+    while (target < before.size() && before[target].name.empty()) ++target;
+    if (target == before.size()) return {};
+    tx.write(before[target].name, claim);
+    tx.commit();
+  } catch (const error& e) {
+    const std::string now = slurp(path);
+    if (now != input) return std::string("the file changed although it was refused: ") + e.what();
+    return {};
+  }
+
+  const std::string saved = slurp(path);
+  if (saved.find("</settings>") == std::string::npos) return "saved file has no </settings>";
+  auto compare = [&](bool claimed) -> std::string {
+    std::vector<MachineInfo> after;
+    try {
+      after = store.begin().machines();
+    } catch (const error& e) {
+      return std::string("the saved file cannot be read back: ") + e.what();
+    }
+    if (after.size() != before.size()) return "machine count changed";
+    for (std::size_t i = 0; i < before.size(); ++i) {
+      if (after[i].name != before[i].name) return "machine " + std::to_string(i) + " renamed";
+      if (after[i].fields != before[i].fields)
+        return "other fields of machine '" + before[i].name + "' changed";
+      const JobRecord& want = (claimed && i == target) ? claim : before[i].job;
+      if (!(after[i].job == want))
+        return "job fields of machine '" + before[i].name + "' read back wrong (" +
+               (claimed && i == target ? "claimed: job '" + after[i].job.job + "'" : "untouched") +
+               ")";
+    }
+    return {};
+  };
+  if (auto failure = compare(true); !failure.empty()) return failure;
+  try {
+    auto tx = store.begin();
+    tx.write(before[target].name, before[target].job);
+    tx.commit();
+  } catch (const error& e) {
+    // The store refuses to write text XML cannot hold (control characters), which a file may
+    // still contain when it was read; the refusal must leave the file as it was.
+    if (e.code() != make_error_code(errc::invalid_argument))
+      return std::string("restoring the old job fields failed: ") + e.what();
+    if (slurp(path) != saved) return std::string("a refused write changed the file: ") + e.what();
+    return {};
+  }
+  if (auto failure = compare(false); !failure.empty()) return "after restoring: " + failure;
+  return {};
+}
+
+}  // namespace mama::fuzz
