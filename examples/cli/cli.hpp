@@ -3,8 +3,10 @@
 // Each command lives in its own file (cmd_<name>.cpp) and registers itself with CLI11 through an
 // add_<name>_command function listed in main.cpp. A command is a small function over the library:
 // mama::assess decides every status shown (through look_at below, which builds the Observation
-// the way StaleJobGuard::claim does), mama::JobGuard claims for `run`, and XmlStateStore
-// transactions read and clear for `list`, `info`, `clear` and `wait`. Every event a command or a
+// the way StaleJobGuard::claim does), a StaleJobGuard claims for `run`, and store transactions
+// read and clear for `list`, `info`, `clear` and `wait`. The store is a mama.xml (XmlStateStore)
+// or a PostgreSQL database (PgStateStore, when built with libpq): command bodies are templates
+// over the store, called through Context::with_store. Every event a command or a
 // guard produces goes through one Reporter (reporter.hpp), the one place to add logging.
 #pragma once
 
@@ -16,8 +18,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
+#if MAMA_CLI_WITH_PG
+#include <mama/pg_state_store.hpp>
+#endif
+
+#include "audit.hpp"
 #include "reporter.hpp"
 
 namespace mama::cli {
@@ -45,6 +53,18 @@ struct Style {
   std::string paint(std::string_view text, std::string_view sgr) const;
 };
 
+/// Every kind of lab state the CLI can work on: a mama.xml file, or (when built with libpq) a
+/// PostgreSQL database named by a postgresql:// URL. Commands are templates over the store and
+/// run through Context::with_store.
+#if MAMA_CLI_WITH_PG
+using AnyStore = std::variant<XmlStateStore, PgStateStore>;
+#else
+using AnyStore = std::variant<XmlStateStore>;
+#endif
+
+/// Whether `state` names a PostgreSQL database: a `postgresql://` or `postgres://` URL.
+bool is_database_url(std::string_view state);
+
 /// The global options and what every command needs.
 class Context {
  public:
@@ -55,11 +75,26 @@ class Context {
   Style out;                            ///< stdout
   Style err;                            ///< stderr
   Reporter reporter;                    ///< every event goes here
+  AuditSettings audit;                  ///< audit log and --on-stale hook (audit.hpp)
 
-  /// --state, else $MAMA_STATE, else $MAMA_PATH/mama.xml ($MAMA_PATH defaults to /usr/share/mama).
+  /// --state, else $MAMA_STATE, else $MAMA_PATH/mama.xml ($MAMA_PATH defaults to /usr/share/mama):
+  /// a file, or a postgresql:// URL (see is_database_url).
   std::filesystem::path state_path() const;
-  /// The store on state_path() (created on first use).
+  /// Whether state_path() is a PostgreSQL URL.
+  bool state_is_database() const { return is_database_url(state_path().native()); }
+  /// The store on state_path() (created on first use). Throws mama::error when the state is a
+  /// database URL and this `mama` was built without PostgreSQL support.
+  AnyStore& any_store();
+  /// Calls `f(store)` with the concrete store (XmlStateStore or PgStateStore).
+  template <class F>
+  decltype(auto) with_store(F&& f) {
+    return std::visit(std::forward<F>(f), any_store());
+  }
+  /// The mama.xml store; throws mama::error (invalid_argument) when the state is a database (for
+  /// code that works on files only; commands use with_store).
   XmlStateStore& store();
+  /// The state as messages name it: the file, or postgresql://user@host:port/db.
+  std::string describe_state();
   /// Rows 4/5 of SPEC §3.
   std::chrono::seconds stale_after() const {
     return std::chrono::seconds(stale_after_sec.value_or(300));
@@ -76,7 +111,7 @@ class Context {
   SystemClock clock;
 
  private:
-  std::optional<XmlStateStore> store_;
+  std::optional<AnyStore> store_;
 };
 
 /// What a command registration gives back to main: the action to run after parsing.
@@ -91,14 +126,9 @@ void add_info_command(CLI::App& app, Context& ctx, Action& selected);
 void add_clear_command(CLI::App& app, Context& ctx, Action& selected);
 void add_run_command(CLI::App& app, Context& ctx, Action& selected);
 void add_wait_command(CLI::App& app, Context& ctx, Action& selected);
-
-/// A machine's verdict as decided inside one transaction, and the machine's hold when it was
-/// free (kept so that a caller can clear or claim in the same critical section).
-struct Look {
-  Assessment assessment;
-  std::optional<XmlStateStore::hold> hold;
-  bool hold_free = false;  ///< the kernel hold was free (or the store keeps none)
-};
+void add_stats_command(CLI::App& app, Context& ctx, Action& selected);
+void add_import_command(CLI::App& app, Context& ctx, Action& selected);
+void add_export_command(CLI::App& app, Context& ctx, Action& selected);
 
 /// When to probe the machine's kernel hold.
 enum class hold_probe {
@@ -106,16 +136,62 @@ enum class hold_probe {
   always,         ///< also for idle records (leftover job processes keep a machine busy)
 };
 
-/// Decides `record` of `machine` in `tx` exactly as StaleJobGuard::claim does: the machine's
-/// kernel hold (tx.try_hold) decides rows 6-9 for records with a token; the /proc probe decides
-/// for the others.
-Look look_at(Context& ctx, XmlStateStore::transaction& tx, std::string_view machine,
-             const JobRecord& record, hold_probe when);
+/// A machine's verdict as decided inside one transaction of a `Store`, and the machine's hold
+/// when it was free (kept so that a caller can clear or claim in the same critical section).
+template <class Store>
+struct BasicLook {
+  Assessment assessment;
+  std::optional<typename Store::hold> hold;
+  bool hold_free = false;  ///< the kernel hold was free (or the store keeps none)
+};
+using Look = BasicLook<XmlStateStore>;
+
+/// Decides `record` of `machine` in `tx` (a transaction of `store`) exactly as
+/// StaleJobGuard::claim does: the machine's hold (tx.try_hold) decides rows 6-9 for records with
+/// a token, for holders on any host when the store's holds span hosts (PostgreSQL); the /proc
+/// probe decides for the others.
+template <class Store>
+BasicLook<Store> look_at(Context& ctx, Store& store, typename Store::transaction& tx,
+                         std::string_view machine, const JobRecord& record, hold_probe when) {
+  // As StaleJobGuard::claim: the hold is probed inside the transaction, and it counts only for
+  // records that carry a token (a PHP-written record has none: the PID rules decide).
+  BasicLook<Store> look;
+  hold_state hs = hold_state::none;
+  if (store.exact_liveness() && (when == hold_probe::always || !record.token.empty())) {
+    look.hold = tx.try_hold(machine);
+    hs = look.hold ? hold_state::free : hold_state::held;
+  }
+  look.hold_free = !store.exact_liveness() || look.hold.has_value();
+  Observation here = ctx.here();
+  here.hold = record.token.empty() ? hold_state::none : hs;
+  here.hold_spans_hosts = detail::holds_span_hosts(store);
+  look.assessment = assess(record, here, [&ctx](int pid, std::optional<std::uint64_t> start) {
+    return ctx.probe.check(pid, start);
+  });
+  return look;
+}
+
+/// look_at on the mama.xml store of the context.
+inline Look look_at(Context& ctx, XmlStateStore::transaction& tx, std::string_view machine,
+                    const JobRecord& record, hold_probe when) {
+  return look_at(ctx, ctx.store(), tx, machine, record, when);
+}
+
+/// The machine whose MAC is `mac` (any letter case), if any.
+std::optional<std::string> machine_by_mac(const std::vector<MachineInfo>& machines,
+                                          std::string_view mac);
+
+/// Throws mama::error(unknown_machine) for `arg`, naming the state.
+[[noreturn]] void throw_unknown_machine(Context& ctx, std::string_view arg);
 
 /// The name of the machine called `arg` (its name, or its MAC as the PHP tool accepts) in `tx`.
-/// Throws mama::error(unknown_machine) naming the file.
-std::string resolve_machine(Context& ctx, const XmlStateStore::transaction& tx,
-                            std::string_view arg);
+/// Throws mama::error(unknown_machine) naming the file or database.
+template <class Transaction>
+std::string resolve_machine(Context& ctx, const Transaction& tx, std::string_view arg) {
+  if (tx.find(arg)) return std::string(arg);
+  if (auto name = machine_by_mac(tx.machines(), arg)) return *name;
+  throw_unknown_machine(ctx, arg);
+}
 
 /// `text` with control characters escaped (strings from the state file).
 inline std::string esc(std::string_view text) { return detail::escape_control(text); }

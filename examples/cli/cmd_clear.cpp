@@ -32,14 +32,15 @@ struct Decision {
 };
 
 // Decides and (maybe) clears one machine inside `tx`.
-Decision clear_one(Context& ctx, XmlStateStore::transaction& tx, const std::string& name,
-                   bool force) {
+template <class Store>
+Decision clear_one(Context& ctx, Store& store, typename Store::transaction& tx,
+                   const std::string& name, bool force) {
   Decision d;
   d.name = name;
   const auto record = tx.find(name);
   if (!record || record->idle()) return d;
   d.record = *record;
-  d.assessment = look_at(ctx, tx, name, *record, hold_probe::token_records).assessment;
+  d.assessment = look_at(ctx, store, tx, name, *record, hold_probe::token_records).assessment;
   const verdict v = d.assessment.verdict;
   if (v == verdict::idle) return d;
   if (v == verdict::stale || force) {
@@ -65,12 +66,12 @@ void tell_cleared(Context& ctx, const Decision& d) {
   }
 }
 
-int run_clear(Context& ctx, const ClearArgs& args) {
-  auto& store = ctx.store();
+template <class Store>
+int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
   auto tx = store.begin();
   if (args.machine != "all" || tx.find("all")) {
     const std::string name = resolve_machine(ctx, tx, args.machine);
-    const Decision d = clear_one(ctx, tx, name, args.force);
+    const Decision d = clear_one(ctx, store, tx, name, args.force);
     if (d.what == outcome::cleared) {
       tx.commit();
       { auto done = std::move(tx); }
@@ -94,7 +95,7 @@ int run_clear(Context& ctx, const ClearArgs& args) {
   // `all`: every machine, in one critical section.
   std::vector<Decision> decisions;
   for (const auto& m : tx.machines())
-    if (!m.name.empty()) decisions.push_back(clear_one(ctx, tx, m.name, args.force));
+    if (!m.name.empty()) decisions.push_back(clear_one(ctx, store, tx, m.name, args.force));
   tx.commit();
   { auto done = std::move(tx); }
   int cleared = 0;
@@ -113,6 +114,10 @@ int run_clear(Context& ctx, const ClearArgs& args) {
   if (left) std::cout << "; left " << left << " running (clear them with `mama clear --force all`)";
   std::cout << '\n';
   return exit_status::ok;
+}
+
+int run_clear(Context& ctx, const ClearArgs& args) {
+  return ctx.with_store([&](auto& store) { return clear_on(ctx, store, args); });
 }
 
 }  // namespace

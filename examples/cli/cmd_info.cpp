@@ -52,14 +52,15 @@ struct InfoArgs {
   bool json = false;
 };
 
-int run_info(Context& ctx, const InfoArgs& args) {
-  auto& store = ctx.store();
+template <class Store>
+int info_on(Context& ctx, Store& store, const InfoArgs& args) {
   auto tx = store.begin();
   const std::string name = resolve_machine(ctx, tx, args.machine);
   std::optional<MachineInfo> machine;
   for (auto& m : tx.machines())
     if (m.name == name) machine = std::move(m);
-  const Assessment a = look_at(ctx, tx, name, machine->job, hold_probe::token_records).assessment;
+  const Assessment a =
+      look_at(ctx, store, tx, name, machine->job, hold_probe::token_records).assessment;
   { auto done = std::move(tx); }
 
   if (args.json) {
@@ -94,6 +95,10 @@ int run_info(Context& ctx, const InfoArgs& args) {
   }
   std::cout << out << std::flush;
   return exit_status::ok;
+}
+
+int run_info(Context& ctx, const InfoArgs& args) {
+  return ctx.with_store([&](auto& store) { return info_on(ctx, store, args); });
 }
 
 }  // namespace

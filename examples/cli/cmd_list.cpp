@@ -36,17 +36,18 @@ struct ListArgs {
   bool json = false;
 };
 
-int run_list(Context& ctx, const ListArgs& args) {
-  auto& store = ctx.store();
+template <class Store>
+int list_on(Context& ctx, Store& store, const ListArgs& args) {
   auto tx = store.begin();
   const auto machines = tx.machines();
   // Decide every status inside the one transaction that read the records.
   std::vector<Assessment> verdicts;
   verdicts.reserve(machines.size());
   for (const auto& m : machines)
-    verdicts.push_back(m.name.empty()
-                           ? Assessment{verdict::invalid, "machine without a name"}
-                           : look_at(ctx, tx, m.name, m.job, hold_probe::token_records).assessment);
+    verdicts.push_back(
+        m.name.empty()
+            ? Assessment{verdict::invalid, "machine without a name"}
+            : look_at(ctx, store, tx, m.name, m.job, hold_probe::token_records).assessment);
   { auto done = std::move(tx); }  // unlock before printing
 
   if (args.json) {
@@ -83,6 +84,10 @@ int run_list(Context& ctx, const ListArgs& args) {
   }
   std::cout << out << std::flush;
   return exit_status::ok;
+}
+
+int run_list(Context& ctx, const ListArgs& args) {
+  return ctx.with_store([&](auto& store) { return list_on(ctx, store, args); });
 }
 
 }  // namespace

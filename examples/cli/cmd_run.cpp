@@ -120,8 +120,8 @@ int run_command(const std::vector<std::string>& command) {
   return status;
 }
 
-int run_run(Context& ctx, const RunArgs& args) {
-  auto& store = ctx.store();
+template <class Store>
+int run_on(Context& ctx, Store& store, const RunArgs& args) {
   std::string name;
   {
     auto tx = store.begin();
@@ -134,7 +134,8 @@ int run_run(Context& ctx, const RunArgs& args) {
   options.on_event = ctx.handler();
 
   set_forwarding(true);  // before the claim: a signal while waiting still ends mama at once
-  JobGuard guard(store, name, std::move(options), ctx.clock, ctx.probe);
+  StaleJobGuard<SystemClock, ProcProbe, Store> guard(store, name, std::move(options), ctx.clock,
+                                                     ctx.probe);
   ctx.reporter.end_line();
 
   const int status = run_command(args.command);
@@ -150,6 +151,10 @@ int run_run(Context& ctx, const RunArgs& args) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return exit_status::failure;
+}
+
+int run_run(Context& ctx, const RunArgs& args) {
+  return ctx.with_store([&](auto& store) { return run_on(ctx, store, args); });
 }
 
 }  // namespace

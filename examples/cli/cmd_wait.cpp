@@ -17,15 +17,15 @@ struct WaitArgs {
   std::string timeout;
 };
 
-int run_wait(Context& ctx, const WaitArgs& args) {
+template <class Store>
+int wait_on(Context& ctx, Store& store, const WaitArgs& args) {
   using namespace std::chrono_literals;
-  auto& store = ctx.store();
   std::optional<std::chrono::nanoseconds> timeout;
   if (!args.timeout.empty()) timeout = parse_seconds(args.timeout);
   const std::chrono::nanoseconds poll = 1s;
   const auto started = ctx.clock.steady_now();
   std::string name;
-  std::optional<XmlStateStore::watcher> watcher;
+  std::optional<typename Store::watcher> watcher;
 
   for (;;) {
     auto tx = store.begin();
@@ -35,7 +35,7 @@ int run_wait(Context& ctx, const WaitArgs& args) {
       throw error(errc::unknown_machine, "machine '" + esc(name) + "' was removed from " +
                                              store.describe() + " while waiting for it");
     const JobRecord record = *found;
-    Look look = look_at(ctx, tx, name, record, hold_probe::always);
+    auto look = look_at(ctx, store, tx, name, record, hold_probe::always);
     const Assessment& a = look.assessment;
     std::string reason;
     if (a.verdict == verdict::invalid) {
@@ -81,6 +81,10 @@ int run_wait(Context& ctx, const WaitArgs& args) {
   ctx.reporter.end_line();
   std::cout << esc(name) << " is free\n";
   return exit_status::ok;
+}
+
+int run_wait(Context& ctx, const WaitArgs& args) {
+  return ctx.with_store([&](auto& store) { return wait_on(ctx, store, args); });
 }
 
 }  // namespace

@@ -35,9 +35,36 @@ std::filesystem::path Context::state_path() const {
   return std::filesystem::path(dir && *dir ? dir : "/usr/share/mama") / "mama.xml";
 }
 
-XmlStateStore& Context::store() {
-  if (!store_) store_.emplace(state_path());
+bool is_database_url(std::string_view state) {
+  return state.starts_with("postgresql://") || state.starts_with("postgres://");
+}
+
+AnyStore& Context::any_store() {
+  if (store_) return *store_;
+  const std::filesystem::path path = state_path();
+  if (!is_database_url(path.native())) {
+    store_.emplace(std::in_place_type<XmlStateStore>, path);
+    return *store_;
+  }
+#if MAMA_CLI_WITH_PG
+  store_.emplace(std::in_place_type<PgStateStore>, path.native());
   return *store_;
+#else
+  throw error(errc::invalid_argument,
+              std::string("the state is a PostgreSQL URL (--state or MAMA_STATE), but this mama "
+                          "was built without PostgreSQL support; install libpq-dev and rebuild "
+                          "mama, or use a mama.xml file (--state FILE)"));
+#endif
+}
+
+XmlStateStore& Context::store() {
+  if (auto* xml = std::get_if<XmlStateStore>(&any_store())) return *xml;
+  throw error(errc::invalid_argument, "this works on a mama.xml file only, and the state is " +
+                                          describe_state() + "; give a file with --state FILE");
+}
+
+std::string Context::describe_state() {
+  return with_store([](const auto& s) { return s.describe(); });
 }
 
 Observation Context::here() const {
@@ -51,44 +78,25 @@ EventHandler Context::handler() {
 
 void Context::emit(event_kind kind, std::string_view machine, const JobRecord& record,
                    std::string_view reason, std::chrono::nanoseconds waited) {
-  const std::string file = store().describe();
+  const std::string file = describe_state();
   reporter.report(Event{kind, machine, file, record, reason, waited});
 }
 
-Look look_at(Context& ctx, XmlStateStore::transaction& tx, std::string_view machine,
-             const JobRecord& record, hold_probe when) {
-  // As StaleJobGuard::claim: the hold is probed inside the transaction, and it counts only for
-  // records that carry a token (a PHP-written record has none: the PID rules decide).
-  Look look;
-  auto& store = ctx.store();
-  hold_state hs = hold_state::none;
-  if (store.exact_liveness() && (when == hold_probe::always || !record.token.empty())) {
-    look.hold = tx.try_hold(machine);
-    hs = look.hold ? hold_state::free : hold_state::held;
-  }
-  look.hold_free = !store.exact_liveness() || look.hold.has_value();
-  Observation here = ctx.here();
-  here.hold = record.token.empty() ? hold_state::none : hs;
-  here.hold_spans_hosts = detail::holds_span_hosts(store);
-  look.assessment = assess(record, here, [&ctx](int pid, std::optional<std::uint64_t> start) {
-    return ctx.probe.check(pid, start);
-  });
-  return look;
-}
-
-std::string resolve_machine(Context& ctx, const XmlStateStore::transaction& tx,
-                            std::string_view arg) {
-  if (tx.find(arg)) return std::string(arg);
+std::optional<std::string> machine_by_mac(const std::vector<MachineInfo>& machines,
+                                          std::string_view arg) {
   // The PHP tool also selects a machine by its MAC address (any letter case).
-  for (const auto& m : tx.machines()) {
+  for (const auto& m : machines) {
     const auto mac = m.field("mac");
     if (!mac.empty() && !m.name.empty() && mac.size() == arg.size() &&
         ::strncasecmp(mac.data(), arg.data(), mac.size()) == 0)
       return m.name;
   }
+  return std::nullopt;
+}
+
+void throw_unknown_machine(Context& ctx, std::string_view arg) {
   throw error(errc::unknown_machine, "machine '" + esc(arg) + "' not found in " +
-                                         ctx.store().describe() +
-                                         "; see the names with `mama list`");
+                                         ctx.describe_state() + "; see the names with `mama list`");
 }
 
 std::string local_time(std::string_view stamp) {

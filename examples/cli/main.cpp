@@ -14,6 +14,7 @@ using namespace mama::cli;
 
 constexpr CommandRegistrar registrars[] = {
     add_list_command, add_info_command, add_clear_command, add_run_command, add_wait_command,
+    add_import_command, add_export_command, add_stats_command,
 };
 
 // what() of a std::system_error ends with ": <code's message>"; the library's messages are
@@ -58,10 +59,11 @@ int main(int argc, char** argv) {
   app.fallthrough();  // global options may also follow the command: `mama list --state F`
   app.set_version_flag("--version", std::string("mama ") + mama::version);
   app.add_option("--state", ctx.state_option,
-                 "The lab state file (default: $MAMA_STATE, else $MAMA_PATH/mama.xml, "
-                 "MAMA_PATH defaulting to /usr/share/mama)")
-      ->type_name("FILE");
+                 "The lab state: a mama.xml file or a postgresql:// URL (default: $MAMA_STATE, "
+                 "else $MAMA_PATH/mama.xml, MAMA_PATH defaulting to /usr/share/mama)")
+      ->type_name("FILE|URL");
   add_stale_after_option(app, ctx);
+  ctx.audit.add_options(app);
   app.footer(
       "Exit status: 0 ok, 1 error, 2 usage, 3 timeout, 4 busy (refused), 5 unknown machine,\n"
       "6 bad state file or record; `run` exits with the command's status (127: not executable).");
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
   }
 
   try {
+    ctx.audit.attach(ctx);
     const int status = selected(ctx);
     ctx.reporter.end_line();
     return status;

@@ -5,6 +5,9 @@
 #                         socket), and write DIR/conninfo: a libpq connection string for database mama.
 #   start_server.sh --stop DIR   stops that server and removes DIR.
 #
+# MAMA_PG_FSYNC=on makes the server flush its WAL to disk (default off: the tests need no
+# durability; bench/run_pg.sh turns it on to measure durable commits).
+#
 # PostgreSQL refuses to run as root: under root the server runs as the system user mama-pg
 # (created when missing), or as nobody when useradd is not available.
 set -eu
@@ -55,7 +58,7 @@ free_port() {
 for attempt in 1 2 3 4 5; do
   port=$(free_port)
   if as_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-       -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c fsync=off -c max_connections=200" start >/dev/null; then
+       -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c fsync=${MAMA_PG_FSYNC:-off} -c max_connections=200" start >/dev/null; then
     as_user "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U mama mama
     echo "host=127.0.0.1 port=$port user=mama dbname=mama" >"$dir/conninfo"
     chmod 644 "$dir/conninfo"
