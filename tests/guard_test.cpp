@@ -219,6 +219,8 @@ TEST_CASE("a claim waits through the clock while a live job runs", "[guard][wait
     }
     // Each waiting event tells the time waited before that wait: the last one precedes wait 3.
     CHECK(rig.last(event_kind::waiting).waited == 4s);
+    // The claimed event tells the whole time the claim waited.
+    CHECK(rig.last(event_kind::claimed).waited == 6s);
     CHECK(rig.last(event_kind::stale_detected).reason == "process not running");
     CHECK(rig.store.record(kMachine).pid == "4242");
   }

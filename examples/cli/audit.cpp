@@ -334,11 +334,13 @@ void AuditSettings::on_event(Context& ctx, const Event& e) {
     }
     case event_kind::claimed:
     case event_kind::nested:
-      // The guard does not say how long the claim waited: the last wait plus the time since.
+      // `claimed` carries the whole time the claim waited; `wait` (which claims nothing) and
+      // `nested` do not: the last wait plus the time since.
       if (track != waits_.end()) {
-        waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        track->second.last + (now - track->second.last_at))
-                        .count();
+        if (e.kind == event_kind::nested || e.waited == 0ns)
+          waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          track->second.last + (now - track->second.last_at))
+                          .count();
         waits_.erase(track);
       }
       break;

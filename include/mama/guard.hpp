@@ -257,7 +257,7 @@ class StaleJobGuard {
         if (!store_.exact_liveness() || hold) {
           claim_in(tx, std::move(hold), self, host, boot);
           emit(event_kind::stale_cleared, *found, verdict.reason);
-          emit(event_kind::claimed, mine_, {});
+          emit(event_kind::claimed, mine_, {}, clock_.steady_now() - started);
           return;
         }
         tx.commit();  // the clearing stands even though leftovers keep us waiting
@@ -266,7 +266,7 @@ class StaleJobGuard {
       } else if (verdict.verdict == verdict::idle) {
         if (!store_.exact_liveness() || hold) {
           claim_in(tx, std::move(hold), self, host, boot);
-          emit(event_kind::claimed, mine_, {});
+          emit(event_kind::claimed, mine_, {}, clock_.steady_now() - started);
           return;
         }
         wait_reason = "job lock held by leftover processes of the previous job";
@@ -346,6 +346,10 @@ class StaleJobGuard {
 
   void emit(event_kind kind, const JobRecord& r, std::string_view reason,
             std::chrono::nanoseconds waited = {}) noexcept {
+    // Nobody listens and the default prints nothing for this kind: no work at all.
+    if (!options_.on_event && kind != event_kind::stale_detected &&
+        kind != event_kind::successor_found && kind != event_kind::release_failed)
+      return;
     try {
       const std::string store = store_.describe();
       const Event e{kind, machine_, store, r, reason, waited};
