@@ -271,19 +271,28 @@ class XmlStateStore {
 
   /// An inotify descriptor that becomes readable when mama.xml is modified or a machine's lock
   /// file is closed (a holder released or died).
+  ///
+  /// Closing an inotify descriptor makes the kernel wait for a grace period (5-15 ms measured
+  /// here), which a waiter would pay right after getting the machine. So a watcher hands its
+  /// descriptor back to the store (its watches removed) for the next watch(), and the store
+  /// closes the descriptors when its last copy goes.
   class watcher {
    public:
-    int fd() const noexcept { return fd_.get(); }
-    void drain() noexcept {
-      char buf[4096];
-      while (::read(fd_.get(), buf, sizeof buf) > 0) {
-      }
+    watcher(watcher&& o) noexcept
+        : shared_(std::move(o.shared_)), fd_(std::exchange(o.fd_, -1)), wds_(std::move(o.wds_)) {}
+    watcher& operator=(watcher&&) = delete;
+    ~watcher() {
+      if (shared_ && fd_ >= 0) shared_->retire_inotify(fd_, wds_);
     }
+    int fd() const noexcept { return fd_; }
+    void drain() noexcept { detail::drain_fd(fd_); }
 
    private:
     friend class XmlStateStore;
-    explicit watcher(detail::unique_fd fd) : fd_(std::move(fd)) {}
-    detail::unique_fd fd_;
+    watcher(std::shared_ptr<Shared> shared, int fd) : shared_(std::move(shared)), fd_(fd) {}
+    std::shared_ptr<Shared> shared_;
+    int fd_ = -1;
+    std::vector<int> wds_;
   };
 
   /// One critical section on mama.xml.
@@ -438,14 +447,17 @@ class XmlStateStore {
   /// A wake source for waiters on `machine`: mama.xml modified, or the machine's lock file
   /// closed by its last holder.
   watcher watch(std::string_view machine) {
-    detail::unique_fd fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-    if (!fd) throw_errno("cannot watch " + shared_->path.string() + " (inotify_init1)");
+    watcher w(shared_, shared_->take_inotify());
+    const auto add = [&](const std::filesystem::path& p, std::uint32_t mask) {
+      const int wd = ::inotify_add_watch(w.fd_, p.c_str(), mask);
+      if (wd >= 0) w.wds_.push_back(wd);
+    };
     if (shared_->options.mode == XmlStoreOptions::lock_mode::standalone) {
       const auto dir = shared_->path.parent_path().empty() ? std::filesystem::path(".")
                                                            : shared_->path.parent_path();
-      ::inotify_add_watch(fd.get(), dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE);
+      add(dir, IN_MOVED_TO | IN_CLOSE_WRITE);
     } else {
-      ::inotify_add_watch(fd.get(), shared_->path.c_str(), IN_MODIFY);
+      add(shared_->path, IN_MODIFY);
     }
     // Make sure the lock file exists so it can be watched; a read-only user may not create it.
     // (A user who may not create it still wakes on mama.xml changes.)
@@ -453,9 +465,8 @@ class XmlStateStore {
       auto probe = shared_->try_hold(machine, /*read_only=*/false, /*create_only=*/true);
     } catch (const error&) {
     }
-    const auto lock = shared_->runtime / detail::lock_file_name(machine);
-    ::inotify_add_watch(fd.get(), lock.c_str(), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
-    return watcher(std::move(fd));
+    add(shared_->runtime / detail::lock_file_name(machine), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+    return w;
   }
 
  private:
@@ -476,6 +487,34 @@ class XmlStateStore {
     }
     ~Shared() {
       for (auto& [name, fd] : probe_fds) ::close(fd);
+      for (int fd : idle_inotify) ::close(fd);
+    }
+
+    std::vector<int> idle_inotify;  // inotify descriptors of finished watchers, for reuse
+
+    int take_inotify() {
+      {
+        std::lock_guard lock(mutex);
+        if (!idle_inotify.empty()) {
+          const int fd = idle_inotify.back();
+          idle_inotify.pop_back();
+          detail::drain_fd(fd);  // IN_IGNORED of the removed watches, stale wake-ups
+          return fd;
+        }
+      }
+      const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+      if (fd < 0) throw_errno("cannot watch " + path.string() + " (inotify_init1)");
+      return fd;
+    }
+
+    void retire_inotify(int fd, const std::vector<int>& wds) noexcept {
+      for (int wd : wds) ::inotify_rm_watch(fd, wd);  // unlike close(), does not wait
+      std::lock_guard lock(mutex);
+      try {
+        idle_inotify.push_back(fd);
+      } catch (...) {
+        ::close(fd);
+      }
     }
 
     std::filesystem::path path;
@@ -886,7 +925,7 @@ class XmlStateStore {
                                  bool create_only = false) {
       const std::string name = detail::lock_file_name(machine);
       int fd = -1;
-      {
+      if (!create_only) {
         std::lock_guard lock(mutex);
         if (const auto it = probe_fds.find(name); it != probe_fds.end()) {
           fd = it->second;

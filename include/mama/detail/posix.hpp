@@ -104,6 +104,13 @@ inline bool pread_all(int fd, std::string& out, std::size_t limit) noexcept {
   return true;
 }
 
+/// Reads a non-blocking descriptor until it has nothing more (EAGAIN or an error).
+inline void drain_fd(int fd) noexcept {
+  char buf[4096];
+  while (::read(fd, buf, sizeof buf) > 0) {
+  }
+}
+
 /// 64-bit FNV-1a, for the journal's integrity check (not for security).
 inline std::uint64_t fnv1a(std::string_view data) noexcept {
   std::uint64_t h = 14695981039346656037ull;
