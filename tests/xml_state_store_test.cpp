@@ -549,3 +549,43 @@ TEST_CASE("standalone mode claims, releases and replaces the file atomically", "
   CHECK(tx.find("test-machine")->pid == "12345");
   CHECK(!fs::exists(dir / ".mama.xml.mama-tmp"));
 }
+
+TEST_CASE("a transaction goes on after a commit: reads and further saves follow the new bytes",
+          "[xml_store]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  const std::string before = sample("mixed_legacy.xml");
+  write_file(file, before);
+  XmlStateStore store(file);
+  std::vector<std::string> names;
+  {
+    auto tx = store.begin();
+    for (const auto& m : tx.machines()) names.push_back(m.name);
+  }
+  REQUIRE(names.size() >= 2);
+  const std::string first = names.front(), last = names.back();
+  {
+    auto tx = store.begin();
+    tx.write(first, full_record("first job"));
+    tx.commit();
+    // Read again after the commit, then edit another machine and commit again.
+    CHECK(tx.find(first)->job == "first job");
+    tx.write(last, full_record("last job"));
+    tx.commit();
+    CHECK(tx.find(last)->job == "last job");
+    const auto all = tx.machines();
+    CHECK(all.front().job.job == "first job");
+    CHECK(all.back().job.job == "last job");
+  }
+  {
+    auto tx = store.begin();
+    CHECK(*tx.find(first) == full_record("first job"));
+    CHECK(*tx.find(last) == full_record("last job"));
+    tx.write(first, {});
+    tx.write(last, {});
+    tx.commit();
+  }
+  // Both machines cleared in one save: only their job elements differ from the original.
+  const std::string after = read_file(file);
+  CHECK(without_job_fields(after) == without_job_fields(before));
+}

@@ -309,12 +309,14 @@ class XmlStateStore {
 
     std::optional<JobRecord> find(std::string_view m) const {
       if (const auto it = staged_.find(m); it != staged_.end()) return it->second;
+      refresh();
       const auto node = machine_node(m);
       if (!node) return std::nullopt;
       return read_job(node);
     }
 
     std::vector<MachineInfo> machines() const {
+      refresh();
       std::vector<MachineInfo> out;
       for (pugi::xml_node m : root().children("machine")) {
         MachineInfo info;
@@ -337,6 +339,7 @@ class XmlStateStore {
     /// (and not added when missing). Throws mama::error: unknown_machine, or invalid_argument
     /// for text that XML cannot hold (control characters).
     void write(std::string_view m, const JobRecord& r) {
+      refresh();
       if (!machine_node(m))
         throw error(errc::unknown_machine, "machine '" + detail::escape_control(m) +
                                                "' not found in " + shared_->path.string());
@@ -356,7 +359,9 @@ class XmlStateStore {
     /// state file is left as it was, or is restored by the next access.
     void commit() {
       if (staged_.empty()) return;
-      std::string next = shared_->splice(content_, *doc_, index_, staged_);
+      refresh();
+      std::vector<Shared::span> edited;
+      std::string next = shared_->splice(content_, index_, staged_, edited);
       if (next == content_) {
         staged_.clear();
         return;
@@ -366,22 +371,23 @@ class XmlStateStore {
                     "cannot save " + shared_->path.string() +
                         ": no write permission; run as a user who may change the lab state (" +
                         shared_->path.string() + " was not changed)");
-      // Check the new content reads back as staged before it goes anywhere near the file.
-      auto doc = std::make_unique<pugi::xml_document>();
-      std::unordered_map<std::string, pugi::xml_node> index;
-      shared_->parse(next, *doc, index);
-      for (const auto& [name, record] : staged_) {
-        const auto it = index.find(name);
-        if (it == index.end() || read_job(it->second) != record)
+      // Check the new content reads back as staged before it goes anywhere near the file. Only
+      // the edited machine elements changed, each in place of a whole element, so each one
+      // parsing by itself to the staged record proves the whole file (parsing all of it again
+      // cost as much as the rest of a save on a large lab).
+      for (const Shared::span& e : edited) {
+        pugi::xml_document piece;
+        const bool parsed =
+            piece.load_buffer(next.data() + e.begin, e.end - e.begin, detail::xml_parse_flags);
+        const pugi::xml_node m = piece.document_element();
+        if (!parsed || std::string_view(m.name()) != "machine" ||
+            e.machine != m.child("name").text().get() || read_job(m) != staged_.at(e.machine))
           throw error(errc::io_error, "internal error: the edited " + shared_->path.string() +
                                           " does not read back as written; it was not changed");
       }
       shared_->save(lock_fd_.get(), content_, next);
-      // The checked document becomes ours: its offsets already follow the new bytes. (pugixml
-      // parses in place only with load_buffer_inplace; load_buffer copied `next`.)
       content_ = std::move(next);
-      doc_ = std::move(doc);
-      index_ = std::move(index);
+      stale_ = true;  // offsets follow the old bytes: parse again if this transaction goes on
       staged_.clear();
     }
 
@@ -390,6 +396,12 @@ class XmlStateStore {
     transaction() = default;
 
     pugi::xml_node root() const { return doc_->document_element(); }
+    // After a commit the document is parsed again only when it is used again.
+    void refresh() const {
+      if (!stale_) return;
+      shared_->parse(content_, *doc_, index_);
+      stale_ = false;
+    }
     pugi::xml_node machine_node(std::string_view m) const {
       const auto it = index_.find(std::string(m));
       return it == index_.end() ? pugi::xml_node() : it->second;
@@ -417,7 +429,8 @@ class XmlStateStore {
     detail::unique_fd lock_fd_;  // holds the state lock
     std::string content_;        // the file as read (or last saved)
     std::unique_ptr<pugi::xml_document> doc_ = std::make_unique<pugi::xml_document>();
-    std::unordered_map<std::string, pugi::xml_node> index_;
+    mutable std::unordered_map<std::string, pugi::xml_node> index_;
+    mutable bool stale_ = false;
     std::map<std::string, JobRecord, std::less<>> staged_;
     bool read_only_ = false;
   };
@@ -673,10 +686,17 @@ class XmlStateStore {
     // The new file content: `content` with the job fields of each staged machine replaced.
     // Only the changed elements' bytes change; a missing field is inserted after the previous
     // job field (or the machine's last element), indented like that element.
-    std::string splice(const std::string& content, const pugi::xml_document& doc,
+    // Where an edited machine element lies in the new content.
+    struct span {
+      std::string machine;
+      std::size_t begin, end;
+    };
+
+    // Also fills `edited` with the new extent of every machine element that changed.
+    std::string splice(const std::string& content,
                        const std::unordered_map<std::string, pugi::xml_node>& index,
-                       const std::map<std::string, JobRecord, std::less<>>& staged) const {
-      (void)doc;
+                       const std::map<std::string, JobRecord, std::less<>>& staged,
+                       std::vector<span>& edited) const {
       struct edit {
         std::size_t begin, end;
         std::string text;
@@ -695,10 +715,12 @@ class XmlStateStore {
                                           " to edit it; it was not changed (please report this)");
         return *x;
       };
+      std::vector<span> old_extents;
       for (const auto& [machine, record] : staged) {
         const auto found = index.find(machine);
         if (found == index.end()) continue;
         const pugi::xml_node node = found->second;
+        const std::size_t edits_before = edits.size();
         pugi::xml_node previous;  // the job field element before the current one
         std::string pending;      // new fields to insert after `previous`
         std::size_t insert_at = 0;
@@ -756,10 +778,25 @@ class XmlStateStore {
           edits.push_back({x.begin, x.end, std::move(text)});
         }
         flush();
+        if (edits.size() != edits_before) {
+          const auto x = extent_of(node);
+          old_extents.push_back({machine, x.begin, x.end});
+        }
       }
       std::stable_sort(edits.begin(), edits.end(), [](const edit& a, const edit& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
       });
+      // Every edit lies inside its machine element, so an old offset moves by the size change
+      // of the edits that end at or before it.
+      const auto moved = [&](std::size_t at) {
+        std::ptrdiff_t delta = 0;
+        for (const auto& e : edits)
+          if (e.end <= at)
+            delta += static_cast<std::ptrdiff_t>(e.text.size()) -
+                     static_cast<std::ptrdiff_t>(e.end - e.begin);
+        return static_cast<std::size_t>(static_cast<std::ptrdiff_t>(at) + delta);
+      };
+      for (const span& x : old_extents) edited.push_back({x.machine, moved(x.begin), moved(x.end)});
       std::string out;
       out.reserve(content.size() + 1024);
       std::size_t at = 0;
