@@ -318,13 +318,15 @@ class XmlStateStore {
     std::vector<MachineInfo> machines() const {
       refresh();
       std::vector<MachineInfo> out;
+      out.reserve(index_.size());
       for (pugi::xml_node m : root().children("machine")) {
         MachineInfo info;
         info.name = m.child("name").text().get();
+        info.fields.reserve(24);  // the PHP tool's 21 fields, and a few more
         for (pugi::xml_node f : m.children()) {
           if (f.type() != pugi::node_element) continue;
           const std::string_view key = f.name();
-          if (key == "name" || job_field(key)) continue;
+          if (key == "name" || (key.starts_with("job") && job_field(key))) continue;
           info.fields.emplace_back(key, f.text().get());
         }
         const auto staged = staged_.find(info.name);
