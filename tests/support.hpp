@@ -2,6 +2,7 @@
 // processes that are really started and really killed.
 #pragma once
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace mama::test {
 
@@ -107,6 +109,80 @@ inline bool eventually(const std::function<bool()>& cond,
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return cond();
+}
+
+/// What a finished program did.
+struct RunResult {
+  int status = -1;  ///< exit status, or 128 + signal (as a shell reports it)
+  std::string out;
+  std::string err;
+};
+
+/// A raw wait status as a shell reports it: the exit status, or 128 + the signal.
+inline int exit_status_of(int raw) {
+  return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+}
+
+/// For a child about to exec: "NAME=value" entries are set, bare "NAME" entries unset.
+inline void apply_env(const std::vector<std::string>& env) {
+  for (const auto& e : env) {
+    const auto eq = e.find('=');
+    if (eq == std::string::npos)
+      ::unsetenv(e.c_str());
+    else
+      ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
+  }
+}
+
+/// Execs `argv` (argv[0] searched in PATH) after apply_env(env); exits 126 if it cannot.
+[[noreturn]] inline void exec_with_env(const std::vector<std::string>& argv,
+                                       const std::vector<std::string>& env) {
+  apply_env(env);
+  std::vector<char*> v;
+  for (const auto& a : argv) v.push_back(const_cast<char*>(a.c_str()));
+  v.push_back(nullptr);
+  ::execvp(v[0], v.data());
+  ::_exit(126);
+}
+
+/// Runs `argv` to completion with the environment edits `env`, capturing stdout and stderr
+/// through pipes (so the program does not see a terminal).
+inline RunResult run_capture(const std::vector<std::string>& argv,
+                             const std::vector<std::string>& env = {}) {
+  int out[2], err[2];
+  if (::pipe(out) != 0 || ::pipe(err) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {out[0], out[1], err[0], err[1]}) ::close(fd);
+    exec_with_env(argv, env);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  RunResult r;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open = 2;
+  while (open > 0) {
+    if (::poll(fds, 2, -1) < 0) continue;
+    for (auto& f : fds) {
+      if (f.fd < 0 || !(f.revents & (POLLIN | POLLHUP))) continue;
+      char buf[4096];
+      const ssize_t n = ::read(f.fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(f.fd);
+        f.fd = -1;
+        --open;
+      } else {
+        (f.fd == out[0] ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  int raw = 0;
+  ::waitpid(pid, &raw, 0);
+  r.status = exit_status_of(raw);
+  return r;
 }
 
 }  // namespace mama::test

@@ -27,80 +27,32 @@ using mama::test::TempDir;
 using mama::test::write_file;
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;  // exit status, or 128 + signal
-  std::string out;
-  std::string err;
-};
-
-int decode(int raw) { return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw); }
+using Result = mama::test::RunResult;
+using mama::test::exit_status_of;
 
 // The environment of every run: TZ=UTC for stable local times, no NO_COLOR/MAMA_* inherited,
 // then `env` ("NAME=value", or "NAME" to unset).
-void prepare_child_env(const std::vector<std::string>& env) {
-  ::setenv("TZ", "UTC", 1);
-  ::unsetenv("NO_COLOR");
-  ::unsetenv("MAMA_STATE");
-  ::unsetenv("MAMA_PATH");
-  for (const auto& e : env) {
-    const auto eq = e.find('=');
-    if (eq == std::string::npos)
-      ::unsetenv(e.c_str());
-    else
-      ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
-  }
+std::vector<std::string> run_env(const std::vector<std::string>& env) {
+  std::vector<std::string> all{"TZ=UTC", "NO_COLOR", "MAMA_STATE", "MAMA_PATH"};
+  all.insert(all.end(), env.begin(), env.end());
+  return all;
+}
+
+void prepare_child_env(const std::vector<std::string>& env) { mama::test::apply_env(run_env(env)); }
+
+std::vector<std::string> mama_argv(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{MAMA_CLI};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
 }
 
 [[noreturn]] void exec_mama(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(MAMA_CLI));
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  ::execv(MAMA_CLI, argv.data());
-  ::_exit(126);
+  mama::test::exec_with_env(mama_argv(args), {});
 }
 
 // Runs `mama args...` to completion, capturing stdout and stderr (pipes: not a terminal).
 Result run_mama(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-  int out[2], err[2];
-  REQUIRE(::pipe(out) == 0);
-  REQUIRE(::pipe(err) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    ::close(out[0]);
-    ::close(err[0]);
-    ::close(out[1]);
-    ::close(err[1]);
-    prepare_child_env(env);
-    exec_mama(args);
-  }
-  ::close(out[1]);
-  ::close(err[1]);
-  Result r;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  int open = 2;
-  while (open > 0) {
-    if (::poll(fds, 2, -1) < 0) continue;
-    for (auto& f : fds) {
-      if (f.fd < 0 || !(f.revents & (POLLIN | POLLHUP))) continue;
-      char buf[4096];
-      const ssize_t n = ::read(f.fd, buf, sizeof buf);
-      if (n <= 0) {
-        ::close(f.fd);
-        f.fd = -1;
-        --open;
-      } else {
-        (f.fd == out[0] ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
-      }
-    }
-  }
-  int raw = 0;
-  ::waitpid(pid, &raw, 0);
-  r.status = decode(raw);
-  return r;
+  return mama::test::run_capture(mama_argv(args), run_env(env));
 }
 
 // `mama args...` in the background, output to files; killed with SIGKILL if still running.
@@ -133,7 +85,7 @@ class Background {
     int raw = 0;
     ::waitpid(pid_, &raw, 0);
     reaped_ = true;
-    return decode(raw);
+    return exit_status_of(raw);
   }
   std::string err() const { return read_file(err_); }
 
@@ -644,7 +596,7 @@ Result mama_on_tty(const std::vector<std::string>& args, const std::vector<std::
   ::close(master);
   int raw = 0;
   ::waitpid(pid, &raw, 0);
-  r.status = decode(raw);
+  r.status = exit_status_of(raw);
   return r;
 }
 }  // namespace

@@ -89,13 +89,8 @@ struct PgDatabase {
   }
 };
 
-struct Result {
-  int status = -1;  // exit status, or 128 + signal
-  std::string out;
-  std::string err;
-};
-
-int decode(int raw) { return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw); }
+using Result = mama::test::RunResult;
+using mama::test::exit_status_of;
 
 // argv for `mama args...`, run through `prefix` (e.g. unshare) when given.
 std::vector<std::string> command_line(const std::vector<std::string>& prefix,
@@ -106,62 +101,22 @@ std::vector<std::string> command_line(const std::vector<std::string>& prefix,
   return argv;
 }
 
+// Every run: TZ=UTC, no MAMA_STATE/MAMA_PATH/NO_COLOR inherited, then `env` ("NAME=value").
+std::vector<std::string> run_env(const std::vector<std::string>& env) {
+  std::vector<std::string> all{"TZ=UTC", "MAMA_STATE", "MAMA_PATH", "NO_COLOR"};
+  all.insert(all.end(), env.begin(), env.end());
+  return all;
+}
+
 [[noreturn]] void exec_argv(const std::vector<std::string>& argv,
                             const std::vector<std::string>& env) {
-  ::setenv("TZ", "UTC", 1);
-  ::unsetenv("MAMA_STATE");
-  ::unsetenv("MAMA_PATH");
-  ::unsetenv("NO_COLOR");
-  for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-  std::vector<char*> v;
-  for (const auto& a : argv) v.push_back(const_cast<char*>(a.c_str()));
-  v.push_back(nullptr);
-  ::execvp(v[0], v.data());
-  ::_exit(126);
+  mama::test::exec_with_env(argv, run_env(env));
 }
 
 // Runs `mama args...` to completion (through `prefix`), capturing stdout and stderr.
 Result run_mama(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                 const std::vector<std::string>& prefix = {}) {
-  const auto argv = command_line(prefix, args);
-  int out[2], err[2];
-  REQUIRE(::pipe(out) == 0);
-  REQUIRE(::pipe(err) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    ::close(out[0]);
-    ::close(err[0]);
-    ::close(out[1]);
-    ::close(err[1]);
-    exec_argv(argv, env);
-  }
-  ::close(out[1]);
-  ::close(err[1]);
-  Result r;
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
-  int open = 2;
-  while (open > 0) {
-    if (::poll(fds, 2, -1) < 0) continue;
-    for (auto& f : fds) {
-      if (f.fd < 0 || !(f.revents & (POLLIN | POLLHUP))) continue;
-      char buf[4096];
-      const ssize_t n = ::read(f.fd, buf, sizeof buf);
-      if (n <= 0) {
-        ::close(f.fd);
-        f.fd = -1;
-        --open;
-      } else {
-        (f.fd == out[0] ? r.out : r.err).append(buf, static_cast<std::size_t>(n));
-      }
-    }
-  }
-  int raw = 0;
-  ::waitpid(pid, &raw, 0);
-  r.status = decode(raw);
-  return r;
+  return mama::test::run_capture(command_line(prefix, args), run_env(env));
 }
 
 // `mama args...` in the background, output to files; killed with SIGKILL if still running.
@@ -193,7 +148,7 @@ class Background {
     int raw = 0;
     ::waitpid(pid_, &raw, 0);
     reaped_ = true;
-    return decode(raw);
+    return exit_status_of(raw);
   }
 
  private:
