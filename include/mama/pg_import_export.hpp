@@ -43,27 +43,6 @@ struct ImportOptions {
 
 namespace detail {
 
-inline std::string xml_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 struct pg_xml_writer final : pugi::xml_writer {
   std::string out;
   void write(const void* data, std::size_t size) override {
@@ -174,8 +153,8 @@ inline std::string export_xml_string(PgStateStore& pg) {
   std::string out = "<?xml version=\"1.0\"?>\n<settings>\n";
   const auto element = [&](std::string_view key, std::string_view value) {
     out += "    <" + std::string(key);
-    out +=
-        value.empty() ? "/>\n" : ">" + detail::xml_escape(value) + "</" + std::string(key) + ">\n";
+    out += value.empty() ? "/>\n"
+                         : ">" + detail::escape_xml_text(value) + "</" + std::string(key) + ">\n";
   };
   std::size_t i = 0;
   while (i < rows.size()) {
