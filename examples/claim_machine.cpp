@@ -1,8 +1,7 @@
 // claim_machine — the smallest program that claims a lab machine for a job.
 //   claim_machine STATE_FILE MACHINE
-#include <mama/guard.hpp>
-
 #include <iostream>
+#include <mama/guard.hpp>
 
 int main(int argc, char** argv) {
   if (argc != 3) {

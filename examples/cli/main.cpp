@@ -13,8 +13,8 @@ namespace {
 using namespace mama::cli;
 
 constexpr CommandRegistrar registrars[] = {
-    add_list_command, add_info_command, add_clear_command, add_run_command, add_wait_command,
-    add_import_command, add_export_command, add_stats_command,
+    add_list_command, add_info_command,   add_clear_command,  add_run_command,
+    add_wait_command, add_import_command, add_export_command, add_stats_command,
 };
 
 // what() of a std::system_error ends with ": <code's message>"; the library's messages are

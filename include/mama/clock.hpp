@@ -49,7 +49,8 @@ class SystemClock {
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
     const int timeout = ms > 0x7fffffff ? 0x7fffffff : static_cast<int>(ms);
     if (wake_fd < 0) {
-      timespec ts{static_cast<time_t>(d.count() / 1'000'000'000), static_cast<long>(d.count() % 1'000'000'000)};
+      timespec ts{static_cast<time_t>(d.count() / 1'000'000'000),
+                  static_cast<long>(d.count() % 1'000'000'000)};
       ::nanosleep(&ts, nullptr);
       return false;
     }

@@ -29,13 +29,20 @@ class errc_category final : public std::error_category {
   const char* name() const noexcept override { return "mama"; }
   std::string message(int value) const override {
     switch (static_cast<errc>(value)) {
-      case errc::unknown_machine: return "unknown machine";
-      case errc::timeout: return "timed out waiting for the machine";
-      case errc::busy: return "machine is busy";
-      case errc::bad_state_file: return "bad state file";
-      case errc::bad_record: return "bad machine record";
-      case errc::io_error: return "input/output error";
-      case errc::invalid_argument: return "invalid argument";
+      case errc::unknown_machine:
+        return "unknown machine";
+      case errc::timeout:
+        return "timed out waiting for the machine";
+      case errc::busy:
+        return "machine is busy";
+      case errc::bad_state_file:
+        return "bad state file";
+      case errc::bad_record:
+        return "bad machine record";
+      case errc::io_error:
+        return "input/output error";
+      case errc::invalid_argument:
+        return "invalid argument";
     }
     return "unknown mama error";
   }
@@ -56,7 +63,8 @@ inline std::error_code make_error_code(errc e) noexcept {
 /// for programs.
 class error : public std::system_error {
  public:
-  error(errc code, const std::string& message) : std::system_error(make_error_code(code), message) {}
+  error(errc code, const std::string& message)
+      : std::system_error(make_error_code(code), message) {}
   error(std::error_code code, const std::string& message) : std::system_error(code, message) {}
 };
 

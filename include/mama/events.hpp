@@ -32,15 +32,24 @@ enum class event_kind {
 /// A short name for an event kind ("claimed", "stale_detected", ...), as used in logs.
 constexpr std::string_view to_string(event_kind k) noexcept {
   switch (k) {
-    case event_kind::claimed: return "claimed";
-    case event_kind::nested: return "nested";
-    case event_kind::waiting: return "waiting";
-    case event_kind::stale_detected: return "stale_detected";
-    case event_kind::stale_cleared: return "stale_cleared";
-    case event_kind::released: return "released";
-    case event_kind::successor_found: return "successor_found";
-    case event_kind::release_failed: return "release_failed";
-    case event_kind::forced_clear: return "forced_clear";
+    case event_kind::claimed:
+      return "claimed";
+    case event_kind::nested:
+      return "nested";
+    case event_kind::waiting:
+      return "waiting";
+    case event_kind::stale_detected:
+      return "stale_detected";
+    case event_kind::stale_cleared:
+      return "stale_cleared";
+    case event_kind::released:
+      return "released";
+    case event_kind::successor_found:
+      return "successor_found";
+    case event_kind::release_failed:
+      return "release_failed";
+    case event_kind::forced_clear:
+      return "forced_clear";
   }
   return "?";
 }
@@ -49,9 +58,9 @@ constexpr std::string_view to_string(event_kind k) noexcept {
 struct Event {
   event_kind kind;
   std::string_view machine;
-  std::string_view store;      ///< the store's description (the file)
-  const JobRecord& record;     ///< the record concerned (see event_kind)
-  std::string_view reason;     ///< the staleness reason or error text, when there is one
+  std::string_view store;              ///< the store's description (the file)
+  const JobRecord& record;             ///< the record concerned (see event_kind)
+  std::string_view reason;             ///< the staleness reason or error text, when there is one
   std::chrono::nanoseconds waited{0};  ///< time spent waiting so far in this claim
 };
 
@@ -75,7 +84,9 @@ inline std::string stale_job_line(const JobRecord& r, std::string_view reason) {
 /// release failures go to `out` (stderr); everything else is silent.
 inline void default_event_handler(const Event& e, std::ostream& out = std::cerr) {
   switch (e.kind) {
-    case event_kind::stale_detected: out << stale_job_line(e.record, e.reason) << '\n'; break;
+    case event_kind::stale_detected:
+      out << stale_job_line(e.record, e.reason) << '\n';
+      break;
     case event_kind::successor_found:
       out << "mama: machine '" << detail::escape_control(e.machine) << "' in " << e.store
           << " was cleared as stale while this job ran and is now held by job '"
@@ -86,7 +97,8 @@ inline void default_event_handler(const Event& e, std::ostream& out = std::cerr)
       out << "mama: could not release machine '" << detail::escape_control(e.machine) << "' in "
           << e.store << ": " << e.reason << "; the next claim will detect the job as stale\n";
       break;
-    default: break;
+    default:
+      break;
   }
 }
 

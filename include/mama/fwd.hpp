@@ -11,7 +11,8 @@ class XmlStateStore;
 class MemoryStateStore;
 
 /// The guard (guard.hpp). The defaults are the real policies on mama.xml.
-template <class Clock = SystemClock, class ProcessProbe = ProcProbe, class StateStore = XmlStateStore>
+template <class Clock = SystemClock, class ProcessProbe = ProcProbe,
+          class StateStore = XmlStateStore>
 class StaleJobGuard;
 
 /// The everyday guard: system clock, /proc probe, mama.xml store.

@@ -78,7 +78,9 @@ inline std::string make_token() {
 /// `s.holds_span_hosts()`; false when the store does not have it).
 template <class S>
 bool holds_span_hosts(const S& store) noexcept {
-  if constexpr (requires { { store.holds_span_hosts() } -> std::convertible_to<bool>; })
+  if constexpr (requires {
+                  { store.holds_span_hosts() } -> std::convertible_to<bool>;
+                })
     return store.holds_span_hosts();
   else
     return false;
@@ -239,12 +241,14 @@ class StaleJobGuard {
         emit(event_kind::nested, record, {});
         return;
       }
-      const Observation here{host, boot, clock_.now(), options_.stale_after,
+      const Observation here{host,
+                             boot,
+                             clock_.now(),
+                             options_.stale_after,
                              record.token.empty() ? hold_state::none : hs,
                              detail::holds_span_hosts(store_)};
-      const Assessment verdict = assess(record, here, [this](int pid, auto start) {
-        return probe_.check(pid, start);
-      });
+      const Assessment verdict =
+          assess(record, here, [this](int pid, auto start) { return probe_.check(pid, start); });
 
       std::string wait_reason;
       if (verdict.verdict == verdict::invalid) {
@@ -280,12 +284,13 @@ class StaleJobGuard {
       if (m == mode::once) return;
       const auto waited = clock_.steady_now() - started;
       if (options_.timeout && waited >= *options_.timeout)
-        throw error(errc::timeout,
-                    "timed out after " + seconds_text(waited) + " waiting for machine '" +
-                        detail::escape_control(machine_) + "' in " + store_.describe() +
-                        ": held by job '" + detail::escape_control(record.job) + "' (PID " +
-                        (record.pid.empty() ? std::string("none") : detail::escape_control(record.pid)) +
-                        ", " + wait_reason + "); wait longer or check that job");
+        throw error(
+            errc::timeout,
+            "timed out after " + seconds_text(waited) + " waiting for machine '" +
+                detail::escape_control(machine_) + "' in " + store_.describe() + ": held by job '" +
+                detail::escape_control(record.job) + "' (PID " +
+                (record.pid.empty() ? std::string("none") : detail::escape_control(record.pid)) +
+                ", " + wait_reason + "); wait longer or check that job");
       emit(event_kind::waiting, record, wait_reason, waited);
       if (!watcher) {
         // Look once more right after subscribing, so a release between our look and the
@@ -294,7 +299,8 @@ class StaleJobGuard {
         continue;
       }
       auto slice = options_.poll_interval;
-      if (options_.timeout) slice = std::min<std::chrono::nanoseconds>(slice, *options_.timeout - waited);
+      if (options_.timeout)
+        slice = std::min<std::chrono::nanoseconds>(slice, *options_.timeout - waited);
       clock_.wait_for(slice, watcher->fd());
       watcher->drain();
     }
@@ -353,8 +359,10 @@ class StaleJobGuard {
     try {
       const std::string store = store_.describe();
       const Event e{kind, machine_, store, r, reason, waited};
-      if (options_.on_event) options_.on_event(e);
-      else default_event_handler(e);
+      if (options_.on_event)
+        options_.on_event(e);
+      else
+        default_event_handler(e);
     } catch (...) {
       // A failing listener must not break a claim or a release.
     }

@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
@@ -88,8 +88,10 @@ inline std::optional<ProcStat> parse_proc_stat(std::string_view text) noexcept {
       if (!v) return std::nullopt;
       out.start = *v;
     }
-    if (end == std::string_view::npos) rest = {};
-    else rest.remove_prefix(end);
+    if (end == std::string_view::npos)
+      rest = {};
+    else
+      rest.remove_prefix(end);
   }
   return out;
 }

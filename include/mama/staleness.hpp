@@ -51,8 +51,8 @@ struct Assessment {
 
 /// The facts about here and now that the table compares a record with.
 struct Observation {
-  std::string host;      ///< this host's name
-  std::string boot_id;   ///< this boot's id
+  std::string host;     ///< this host's name
+  std::string boot_id;  ///< this boot's id
   std::chrono::system_clock::time_point now;
   std::chrono::seconds stale_after{300};  ///< rows 4/5: PID-less records older than this are stale
   hold_state hold = hold_state::none;     ///< the kernel lock, for records that carry a token
@@ -64,11 +64,16 @@ struct Observation {
 /// A short name for a verdict ("idle", "running", "remote", "stale", "invalid").
 constexpr std::string_view to_string(verdict v) noexcept {
   switch (v) {
-    case verdict::idle: return "idle";
-    case verdict::running: return "running";
-    case verdict::remote: return "remote";
-    case verdict::stale: return "stale";
-    case verdict::invalid: return "invalid";
+    case verdict::idle:
+      return "idle";
+    case verdict::running:
+      return "running";
+    case verdict::remote:
+      return "remote";
+    case verdict::stale:
+      return "stale";
+    case verdict::invalid:
+      return "invalid";
   }
   return "?";
 }
@@ -87,7 +92,8 @@ Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& pr
   // A server-kept hold knows about holders on every host: no PID, host or clock comparison.
   if (here.hold_spans_hosts && !record.token.empty() && here.hold != hold_state::none) {
     if (here.hold == hold_state::held) return {verdict::running, {}};
-    if (record.host.empty() || record.host == here.host) return {verdict::stale, "process not running"};
+    if (record.host.empty() || record.host == here.host)
+      return {verdict::stale, "process not running"};
     return {verdict::stale, "holder on host " + record.host + " is gone (its job lock was freed)"};
   }
   // Row 2.
@@ -126,12 +132,15 @@ Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& pr
   }
   // Rows 7-9.
   switch (static_cast<liveness>(probe(*pid, start))) {
-    case liveness::gone: return {verdict::stale, "process not running"};
+    case liveness::gone:
+      return {verdict::stale, "process not running"};
     case liveness::reused:
       return start ? Assessment{verdict::stale, "PID reused by another process"}
                    : Assessment{verdict::running, {}};
-    case liveness::unknown: return {verdict::running, "cannot check the process"};
-    case liveness::alive: break;
+    case liveness::unknown:
+      return {verdict::running, "cannot check the process"};
+    case liveness::alive:
+      break;
   }
   return {verdict::running, {}};
 }

@@ -47,25 +47,22 @@ namespace mama {
 
 /// The StateStore policy (see the table at the top of this header).
 template <class S>
-concept state_store =
-    std::copy_constructible<S> && std::movable<typename S::transaction> &&
-    std::movable<typename S::hold> &&
-    requires(S& s, const S& cs, std::string_view m) {
-      { s.begin() } -> std::same_as<typename S::transaction>;
-      { cs.describe() } -> std::convertible_to<std::string>;
-      { cs.exact_liveness() } -> std::same_as<bool>;
-      { s.watch(m) } -> std::same_as<typename S::watcher>;
-    } &&
-    requires(typename S::transaction& t, const typename S::transaction& ct, std::string_view m,
-             const JobRecord& r, typename S::watcher& w) {
-      { ct.find(m) } -> std::same_as<std::optional<JobRecord>>;
-      { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
-      { t.write(m, r) } -> std::same_as<void>;
-      { t.try_hold(m) } -> std::same_as<std::optional<typename S::hold>>;
-      { t.commit() } -> std::same_as<void>;
-      { w.fd() } -> std::same_as<int>;
-      { w.drain() } -> std::same_as<void>;
-    };
+concept state_store = std::copy_constructible<S> && std::movable<typename S::transaction> &&
+    std::movable<typename S::hold> && requires(S& s, const S& cs, std::string_view m) {
+  { s.begin() } -> std::same_as<typename S::transaction>;
+  { cs.describe() } -> std::convertible_to<std::string>;
+  { cs.exact_liveness() } -> std::same_as<bool>;
+  { s.watch(m) } -> std::same_as<typename S::watcher>;
+} && requires(typename S::transaction& t, const typename S::transaction& ct, std::string_view m,
+              const JobRecord& r, typename S::watcher& w) {
+  { ct.find(m) } -> std::same_as<std::optional<JobRecord>>;
+  { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
+  { t.write(m, r) } -> std::same_as<void>;
+  { t.try_hold(m) } -> std::same_as<std::optional<typename S::hold>>;
+  { t.commit() } -> std::same_as<void>;
+  { w.fd() } -> std::same_as<int>;
+  { w.drain() } -> std::same_as<void>;
+};
 
 /// A store in memory, for tests, benchmarks and programs that keep state elsewhere. Copies
 /// share one state, protected by a mutex, so threads of one process can race on it. Holds are
@@ -77,7 +74,8 @@ class MemoryStateStore {
   /// A simulated kernel lock on one machine.
   class hold {
    public:
-    hold(hold&& other) noexcept : state_(std::move(other.state_)), machine_(std::move(other.machine_)) {}
+    hold(hold&& other) noexcept
+        : state_(std::move(other.state_)), machine_(std::move(other.machine_)) {}
     hold& operator=(hold&& other) noexcept {
       if (this != &other) {
         release();
@@ -122,7 +120,8 @@ class MemoryStateStore {
     void write(std::string_view m, const JobRecord& r) {
       const auto it = index_of(m);
       if (it == staged_.size())
-        throw error(errc::unknown_machine, "machine '" + std::string(m) + "' not found in " + state_->name);
+        throw error(errc::unknown_machine,
+                    "machine '" + std::string(m) + "' not found in " + state_->name);
       staged_[it].job = r;
       dirty_ = true;
     }
@@ -159,8 +158,7 @@ class MemoryStateStore {
 
   /// An empty store. `exact_liveness`: whether simulated holds decide liveness (as the mama.xml
   /// store's lock files do) or the PID rules do (as for records the PHP tool wrote).
-  explicit MemoryStateStore(bool exact_liveness = true)
-      : state_(std::make_shared<State>()) {
+  explicit MemoryStateStore(bool exact_liveness = true) : state_(std::make_shared<State>()) {
     state_->exact = exact_liveness;
   }
 
