@@ -38,6 +38,7 @@ int run_export(Context& ctx, const ExportArgs& args) {
             << pg.describe() << " to " << esc(args.file) << '\n';
   return exit_status::ok;
 #else
+  (void)args;
   ctx.any_store();  // throws: built without PostgreSQL support
   return exit_status::failure;
 #endif

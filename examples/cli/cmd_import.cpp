@@ -42,6 +42,7 @@ int run_import(Context& ctx, const ImportArgs& args) {
                  "or `mama wait` on that machine clears it as stale\n";
   return exit_status::ok;
 #else
+  (void)args;
   ctx.any_store();  // throws: built without PostgreSQL support
   return exit_status::failure;
 #endif
