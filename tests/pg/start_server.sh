@@ -1,9 +1,13 @@
 #!/bin/sh
 # Starts a throw-away PostgreSQL server for the tests of the PostgreSQL state store.
 #
-#   start_server.sh DIR   initdb into DIR/data, listen on 127.0.0.1 at a free port (no unix
-#                         socket), and write DIR/conninfo: a libpq connection string for database mama.
-#   start_server.sh --stop DIR   stops that server and removes DIR.
+#   start_server.sh DIR   initdb into a fresh directory under $TMPDIR (or /tmp), listen on
+#                         127.0.0.1 at a free port (no unix socket), and write DIR/conninfo: a
+#                         libpq connection string for database mama (DIR/datadir names the data).
+#   start_server.sh --stop DIR   stops that server and removes its data and DIR.
+#
+# The data is not kept under DIR because the server's user must reach it, and DIR (a build
+# tree, say under /root) may not be reachable for anyone but its owner.
 #
 # MAMA_PG_FSYNC=on makes the server flush its WAL to disk (default off: the tests need no
 # durability; bench/run_pg.sh turns it on to measure durable commits).
@@ -28,27 +32,34 @@ if [ "$(id -u)" = 0 ]; then
   as_user() { runuser -u "$user" -- "$@"; }
 fi
 
-if [ "${1:-}" = --stop ]; then
-  dir=$2
-  if [ -f "$dir/data/postmaster.pid" ]; then
-    as_user "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+# Stops the server whose data directory DIR/datadir names, and removes that data.
+stop_server() {
+  [ -f "$1/datadir" ] || return 0
+  data=$(cat "$1/datadir")
+  case "$data" in */mama-pg.*) ;; *) return 0 ;; esac  # only what this script made
+  if [ -f "$data/data/postmaster.pid" ]; then
+    as_user "$PG_BIN/pg_ctl" -D "$data/data" -m immediate -w stop >/dev/null 2>&1 || true
   fi
-  rm -rf "$dir"
+  rm -rf "$data"
+}
+
+if [ "${1:-}" = --stop ]; then
+  stop_server "$2"
+  rm -rf "$2"
   exit 0
 fi
 
 dir=$1
-# A previous run that was killed may have left a server behind.
-if [ -f "$dir/data/postmaster.pid" ]; then
-  as_user "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
-fi
+stop_server "$dir"  # a previous run that was killed may have left a server behind
 rm -rf "$dir"
 mkdir -p "$dir"
-if [ "$(id -u)" = 0 ]; then chown "$user" "$dir"; fi
-chmod 700 "$dir"
+base=$(mktemp -d "${TMPDIR:-/tmp}/mama-pg.XXXXXX")
+echo "$base" >"$dir/datadir"
+if [ "$(id -u)" = 0 ]; then chown "$user" "$base"; fi
+chmod 700 "$base"
 
-as_user "$PG_BIN/initdb" -D "$dir/data" -U mama --auth=trust -E UTF8 --no-locale --no-sync >"$dir/initdb.log" 2>&1 ||
-  { cat "$dir/initdb.log" >&2; exit 1; }
+as_user "$PG_BIN/initdb" -D "$base/data" -U mama --auth=trust -E UTF8 --no-locale --no-sync >"$base/initdb.log" 2>&1 ||
+  { cat "$base/initdb.log" >&2; exit 1; }
 
 # A free port: ask the kernel for one, then retry if another process took it meanwhile.
 free_port() {
@@ -57,7 +68,7 @@ free_port() {
 }
 for attempt in 1 2 3 4 5; do
   port=$(free_port)
-  if as_user "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+  if as_user "$PG_BIN/pg_ctl" -D "$base/data" -l "$base/server.log" -w -t 60 \
        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c fsync=${MAMA_PG_FSYNC:-off} -c max_connections=200" start >/dev/null; then
     as_user "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U mama mama
     echo "host=127.0.0.1 port=$port user=mama dbname=mama" >"$dir/conninfo"
@@ -66,5 +77,5 @@ for attempt in 1 2 3 4 5; do
     exit 0
   fi
 done
-cat "$dir/server.log" >&2
+cat "$base/server.log" >&2
 exit 1
