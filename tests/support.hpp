@@ -2,6 +2,7 @@
 // processes that are really started and really killed.
 #pragma once
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -184,5 +185,52 @@ inline RunResult run_capture(const std::vector<std::string>& argv,
   r.status = exit_status_of(raw);
   return r;
 }
+
+/// `argv` running in the background with the environment edits `env`, its stdout and stderr
+/// going to files; killed with SIGKILL and reaped on destruction if still running.
+class Background {
+ public:
+  Background(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+             const std::filesystem::path& out, const std::filesystem::path& err)
+      : err_(err) {
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      exec_with_env(argv, env);
+    }
+  }
+  ~Background() {
+    if (!reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+  pid_t pid() const { return pid_; }
+  /// Sends `sig`, waits; returns the exit status as a shell reports it.
+  int signal_and_wait(int sig) {
+    ::kill(pid_, sig);
+    return wait();
+  }
+  int wait() {
+    int raw = 0;
+    ::waitpid(pid_, &raw, 0);
+    reaped_ = true;
+    return exit_status_of(raw);
+  }
+  /// What it wrote to stderr so far.
+  std::string err() const { return read_file(err_); }
+
+ private:
+  pid_t pid_ = -1;
+  std::filesystem::path err_;
+  bool reaped_ = false;
+};
 
 }  // namespace mama::test

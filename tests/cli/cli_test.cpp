@@ -56,43 +56,9 @@ Result run_mama(const std::vector<std::string>& args, const std::vector<std::str
 }
 
 // `mama args...` in the background, output to files; killed with SIGKILL if still running.
-class Background {
- public:
+struct Background : mama::test::Background {
   Background(const std::vector<std::string>& args, const fs::path& out, const fs::path& err)
-      : err_(err) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(o, 1);
-      ::dup2(e, 2);
-      prepare_child_env({});
-      exec_mama(args);
-    }
-  }
-  ~Background() {
-    if (!reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  int signal_and_wait(int sig) {
-    ::kill(pid_, sig);
-    return wait();
-  }
-  int wait() {
-    int raw = 0;
-    ::waitpid(pid_, &raw, 0);
-    reaped_ = true;
-    return exit_status_of(raw);
-  }
-  std::string err() const { return read_file(err_); }
-
- private:
-  pid_t pid_ = -1;
-  fs::path err_;
-  bool reaped_ = false;
+      : mama::test::Background(mama_argv(args), run_env({}), out, err) {}
 };
 
 // One <machine> element; job fields only when given.

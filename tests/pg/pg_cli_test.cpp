@@ -108,11 +108,6 @@ std::vector<std::string> run_env(const std::vector<std::string>& env) {
   return all;
 }
 
-[[noreturn]] void exec_argv(const std::vector<std::string>& argv,
-                            const std::vector<std::string>& env) {
-  mama::test::exec_with_env(argv, run_env(env));
-}
-
 // Runs `mama args...` to completion (through `prefix`), capturing stdout and stderr.
 Result run_mama(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                 const std::vector<std::string>& prefix = {}) {
@@ -120,40 +115,9 @@ Result run_mama(const std::vector<std::string>& args, const std::vector<std::str
 }
 
 // `mama args...` in the background, output to files; killed with SIGKILL if still running.
-class Background {
- public:
-  Background(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
-    const auto argv = command_line({}, args);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(o, 1);
-      ::dup2(e, 2);
-      exec_argv(argv, {});
-    }
-  }
-  ~Background() {
-    if (!reaped_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  int signal_and_wait(int sig) {
-    ::kill(pid_, sig);
-    return wait();
-  }
-  int wait() {
-    int raw = 0;
-    ::waitpid(pid_, &raw, 0);
-    reaped_ = true;
-    return exit_status_of(raw);
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
+struct Background : mama::test::Background {
+  Background(const std::vector<std::string>& args, const fs::path& out, const fs::path& err)
+      : mama::test::Background(command_line({}, args), run_env({}), out, err) {}
 };
 
 // How to run a command as "another host": in a UTS namespace of its own with host name
