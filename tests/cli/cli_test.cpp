@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "support.hpp"
+#include "mama_runner.hpp"
 
 namespace {
 
@@ -27,39 +27,12 @@ using mama::test::TempDir;
 using mama::test::write_file;
 namespace fs = std::filesystem;
 
-using Result = mama::test::RunResult;
+using mama::test::exec_mama;
 using mama::test::exit_status_of;
-
-// The environment of every run: TZ=UTC for stable local times, no NO_COLOR/MAMA_* inherited,
-// then `env` ("NAME=value", or "NAME" to unset).
-std::vector<std::string> run_env(const std::vector<std::string>& env) {
-  std::vector<std::string> all{"TZ=UTC", "NO_COLOR", "MAMA_STATE", "MAMA_PATH"};
-  all.insert(all.end(), env.begin(), env.end());
-  return all;
-}
-
-void prepare_child_env(const std::vector<std::string>& env) { mama::test::apply_env(run_env(env)); }
-
-std::vector<std::string> mama_argv(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{MAMA_CLI};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
-[[noreturn]] void exec_mama(const std::vector<std::string>& args) {
-  mama::test::exec_with_env(mama_argv(args), {});
-}
-
-// Runs `mama args...` to completion, capturing stdout and stderr (pipes: not a terminal).
-Result run_mama(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-  return mama::test::run_capture(mama_argv(args), run_env(env));
-}
-
-// `mama args...` in the background, output to files; killed with SIGKILL if still running.
-struct Background : mama::test::Background {
-  Background(const std::vector<std::string>& args, const fs::path& out, const fs::path& err)
-      : mama::test::Background(mama_argv(args), run_env({}), out, err) {}
-};
+using mama::test::prepare_child_env;
+using mama::test::Result;
+using mama::test::run_mama;
+using Background = mama::test::BackgroundMama;
 
 // One <machine> element; job fields only when given.
 std::string machine(const std::string& name, const std::string& job = "",

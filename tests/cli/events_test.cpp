@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "support.hpp"
+#include "mama_runner.hpp"
 
 namespace {
 
@@ -30,34 +30,11 @@ using mama::test::write_file;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-using Result = mama::test::RunResult;
+using mama::test::exec_mama;
 using mama::test::exit_status_of;
-
-// Every run: TZ=UTC, no NO_COLOR/MAMA_* inherited, then `env` ("NAME=value", or "NAME" to unset).
-std::vector<std::string> run_env(const std::vector<std::string>& env) {
-  std::vector<std::string> all{"TZ=UTC",        "NO_COLOR",         "MAMA_STATE",
-                               "MAMA_PATH",     "MAMA_AUDIT_LOG",   "MAMA_AUDIT_MAX_SIZE",
-                               "MAMA_ON_STALE", "MAMA_HOOK_TIMEOUT"};
-  all.insert(all.end(), env.begin(), env.end());
-  return all;
-}
-
-void prepare_child_env(const std::vector<std::string>& env) { mama::test::apply_env(run_env(env)); }
-
-std::vector<std::string> mama_argv(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{MAMA_CLI};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
-[[noreturn]] void exec_mama(const std::vector<std::string>& args) {
-  mama::test::exec_with_env(mama_argv(args), {});
-}
-
-// Runs `mama args...` to completion, capturing stdout and stderr.
-Result run_mama(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-  return mama::test::run_capture(mama_argv(args), run_env(env));
-}
+using mama::test::prepare_child_env;
+using mama::test::Result;
+using mama::test::run_mama;
 
 // A lab file whose machines m0..m<n-1> each hold a stale job (PID above Linux's pid_max),
 // set at `stamp`; plus an idle machine `free`.
