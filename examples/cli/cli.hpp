@@ -130,45 +130,22 @@ void add_stats_command(CLI::App& app, Context& ctx, Action& selected);
 void add_import_command(CLI::App& app, Context& ctx, Action& selected);
 void add_export_command(CLI::App& app, Context& ctx, Action& selected);
 
-/// When to probe the machine's kernel hold.
-enum class hold_probe {
-  token_records,  ///< only for records that carry a token (read-only commands: no lock files)
-  always,         ///< also for idle records (leftover job processes keep a machine busy)
-};
+using mama::hold_probe;
 
-/// A machine's verdict as decided inside one transaction of a `Store`, and the machine's hold
-/// when it was free (kept so that a caller can clear or claim in the same critical section).
+/// A machine's verdict as decided inside one transaction of a `Store` (mama::Judgement).
 template <class Store>
-struct BasicLook {
-  Assessment assessment;
-  std::optional<typename Store::hold> hold;
-  bool hold_free = false;  ///< the kernel hold was free (or the store keeps none)
-};
+using BasicLook = Judgement<Store>;
 using Look = BasicLook<XmlStateStore>;
 
-/// Decides `record` of `machine` in `tx` (a transaction of `store`) exactly as
-/// StaleJobGuard::claim does: the machine's hold (tx.try_hold) decides rows 6-9 for records with
-/// a token, for holders on any host when the store's holds span hosts (PostgreSQL); the /proc
-/// probe decides for the others.
+/// Decides `record` of `machine` in `tx` (a transaction of `store`) with mama::judge, the same
+/// function StaleJobGuard::claim uses, on the context's host, boot, time and probe.
 template <class Store>
 BasicLook<Store> look_at(Context& ctx, Store& store, typename Store::transaction& tx,
                          std::string_view machine, const JobRecord& record, hold_probe when) {
-  // As StaleJobGuard::claim: the hold is probed inside the transaction, and it counts only for
-  // records that carry a token (a PHP-written record has none: the PID rules decide).
-  BasicLook<Store> look;
-  hold_state hs = hold_state::none;
-  if (store.exact_liveness() && (when == hold_probe::always || !record.token.empty())) {
-    look.hold = tx.try_hold(machine);
-    hs = look.hold ? hold_state::free : hold_state::held;
-  }
-  look.hold_free = !store.exact_liveness() || look.hold.has_value();
-  Observation here = ctx.here();
-  here.hold = record.token.empty() ? hold_state::none : hs;
-  here.hold_spans_hosts = detail::holds_span_hosts(store);
-  look.assessment = assess(record, here, [&ctx](int pid, std::optional<std::uint64_t> start) {
-    return ctx.probe.check(pid, start);
-  });
-  return look;
+  return judge(
+      store, tx, machine, record, ctx.here(),
+      [&ctx](int pid, std::optional<std::uint64_t> start) { return ctx.probe.check(pid, start); },
+      when);
 }
 
 /// look_at on the mama.xml store of the context.

@@ -87,6 +87,43 @@ bool holds_span_hosts(const S& store) noexcept {
 }
 }  // namespace detail
 
+/// When judge() takes the machine's hold.
+enum class hold_probe {
+  token_records,  ///< only for records that carry a token (read-only looks: no lock files made)
+  always,         ///< also for idle records (leftover job processes keep a machine busy)
+};
+
+/// A record judged inside a transaction: the verdict, and the machine's hold when it was free
+/// (kept so that the caller can clear or claim in the same critical section).
+template <class StateStore>
+struct Judgement {
+  Assessment assessment;
+  std::optional<typename StateStore::hold> hold;
+  bool hold_free = false;  ///< the hold was free, or the store keeps none
+};
+
+/// Judges `record` of `machine` inside `tx` the one way every claim and every view does: the
+/// machine's hold (tx.try_hold) decides rows 6-9 for records that carry a token (for holders on
+/// any host when the store's holds span hosts), `probe(pid, start)` for the others. `here`
+/// gives host, boot, time and stale_after; its hold fields are filled in here.
+template <class StateStore, class ProbeFn>
+Judgement<StateStore> judge(StateStore& store, typename StateStore::transaction& tx,
+                            std::string_view machine, const JobRecord& record, Observation here,
+                            ProbeFn&& probe, hold_probe when = hold_probe::always) {
+  Judgement<StateStore> j;
+  hold_state hs = hold_state::none;
+  if (store.exact_liveness() && (when == hold_probe::always || !record.token.empty())) {
+    j.hold = tx.try_hold(machine);
+    hs = j.hold ? hold_state::free : hold_state::held;
+  }
+  j.hold_free = !store.exact_liveness() || j.hold.has_value();
+  // A PHP-written record has no token: the lock file says nothing about its holder.
+  here.hold = record.token.empty() ? hold_state::none : hs;
+  here.hold_spans_hosts = detail::holds_span_hosts(store);
+  j.assessment = assess(record, here, std::forward<ProbeFn>(probe));
+  return j;
+}
+
 /// RAII claim of one machine for one job. Move-only. See the top of this header.
 template <class Clock, class ProcessProbe, class StateStore>
 class StaleJobGuard {
@@ -221,12 +258,9 @@ class StaleJobGuard {
                                                "; check the name with `mama list`");
       JobRecord record = *found;
 
-      std::optional<typename StateStore::hold> hold;
-      hold_state hs = hold_state::none;
-      if (store_.exact_liveness()) {
-        hold = tx.try_hold(machine_);
-        hs = hold ? hold_state::free : hold_state::held;
-      }
+      auto [verdict, hold, hold_free] = judge(
+          store_, tx, machine_, record, Observation{host, boot, clock_.now(), options_.stale_after},
+          [this](int pid, std::optional<std::uint64_t> start) { return probe_.check(pid, start); });
 
       // Nest only inside a live claim: a claim record whose hold we just got is dead (e.g. our
       // own earlier claim whose release failed), and nesting takes no hold of its own.
@@ -241,15 +275,6 @@ class StaleJobGuard {
         emit(event_kind::nested, record, {});
         return;
       }
-      const Observation here{host,
-                             boot,
-                             clock_.now(),
-                             options_.stale_after,
-                             record.token.empty() ? hold_state::none : hs,
-                             detail::holds_span_hosts(store_)};
-      const Assessment verdict =
-          assess(record, here, [this](int pid, auto start) { return probe_.check(pid, start); });
-
       std::string wait_reason;
       if (verdict.verdict == verdict::invalid) {
         throw error(errc::bad_record, "machine '" + detail::escape_control(machine_) + "' in " +
@@ -258,7 +283,7 @@ class StaleJobGuard {
         emit(event_kind::stale_detected, record, verdict.reason);
         record = JobRecord{};
         tx.write(machine_, record);
-        if (!store_.exact_liveness() || hold) {
+        if (hold_free) {
           claim_in(tx, std::move(hold), self, host, boot);
           emit(event_kind::stale_cleared, *found, verdict.reason);
           emit(event_kind::claimed, mine_, {}, clock_.steady_now() - started);
@@ -268,7 +293,7 @@ class StaleJobGuard {
         emit(event_kind::stale_cleared, *found, verdict.reason);
         wait_reason = "job lock held by leftover processes of the previous job";
       } else if (verdict.verdict == verdict::idle) {
-        if (!store_.exact_liveness() || hold) {
+        if (hold_free) {
           claim_in(tx, std::move(hold), self, host, boot);
           emit(event_kind::claimed, mine_, {}, clock_.steady_now() - started);
           return;
