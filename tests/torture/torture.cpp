@@ -390,6 +390,13 @@ void check_logs(const Config& cfg, std::map<long, Incarnation>& incs, Report& re
   for (const auto& c : cleared) {
     ++rep.stale_cleared;
     if (c.job == "leftover-job") continue;
+    // A worker that released while a job process still held the machine's lock kept the record
+    // (SPEC §4: busy until every job process is gone); once that process ended, anyone may
+    // clear it as stale, its own live worker included. The job must have ended by then.
+    if (const auto it = jobs.find(c.token); it != jobs.end() && it->second.end &&
+                                            *it->second.end <= c.at &&
+                                            (!it->second.cend || *it->second.cend <= c.at))
+      continue;
     const long id = inc_of_job(c.job);
     const auto d = death_bound(id);
     if (!d || *d > c.at)
