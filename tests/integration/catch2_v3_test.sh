@@ -8,10 +8,11 @@ src=$1 build=$2 generator=$3 make_program=$4 cxx=$5 prefix_path=$6 integration_t
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# -UCatch2_DIR: look again on every run (the prefix path may have changed since the last).
 if ! CMAKE_PREFIX_PATH="$prefix_path${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}" \
     cmake -S "$src/examples/integration/catch2_v3" -B "$build" -G "$generator" \
       -DCMAKE_MAKE_PROGRAM="$make_program" -DCMAKE_CXX_COMPILER="$cxx" \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAMA_SOURCE_DIR="$src" >"$log" 2>&1; then
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAMA_SOURCE_DIR="$src" -UCatch2_DIR >"$log" 2>&1; then
   cat "$log"
   echo "catch2_v3_test: configuring the Catch2 v3 example failed" >&2
   exit 1

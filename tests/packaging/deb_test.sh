@@ -157,6 +157,7 @@ if command -v pkg-config >/dev/null 2>&1; then
   echo "pkg-config --cflags mama: $cflags"
   echo "pkg-config --libs mama: $libs"
   # The first -I is mama's (${pcfiledir}/../../include): it must be the unpacked include dir.
+  # shellcheck disable=SC2086 # one flag a line
   include_dir=$(printf '%s\n' $cflags | sed -n 's/^-I//p' | head -n 1)
   check "pkg-config --cflags mama names the unpacked include dir ($include_dir)" \
     test "$(cd "$include_dir" && pwd -P)" = "$(cd "$root/usr/include" && pwd -P)"
