@@ -76,7 +76,7 @@ if [ "$with_cli" = cli ]; then
     check "mama(1) renders without groff warnings: $(cat "$work/groff.err")" \
       test ! -s "$work/groff.err"
     groff -man -Tascii -P-cbou "$man" >"$work/man.txt" 2>/dev/null
-    for part in "mama - keep lab test machines" "EXIT STATUS" "ENVIRONMENT" "MAMA_STATE" \
+    for part in "mama - keep lab test machines" "mama $version" "EXIT STATUS" "ENVIRONMENT" "MAMA_STATE" \
       "MAMA_PATH" "FILES" "run machine [--job text] [--timeout sec] -- command" \
       "mama [options] list" "mama [options] info" "mama [options] clear" \
       "mama [options] wait" "mama [options] stats" "mama [options] import" \
