@@ -88,6 +88,24 @@ if [ "$with_cli" = cli ]; then
       grep -q '^\.TH MAMA 1' "$man"
   fi
 
+  # Every command and global option of `mama --help` is documented in mama(1): a command as an
+  # item (.TP tag) of COMMANDS, an option anywhere in the page.
+  "$root/usr/bin/mama" --help >"$work/help.txt"
+  sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' "$man" >"$work/man.roff"
+  commands=$(awk '/^Subcommands:/{s=1;next} s&&/^  [a-z]/{print $1} s&&/^$/{exit}' "$work/help.txt")
+  check "mama --help lists commands" test -n "$commands"
+  for c in $commands; do
+    check "mama(1) documents the command '$c'" grep -Eq "^\.BR? $c( |$)" "$work/man.roff"
+    "$root/usr/bin/mama" "$c" --help >>"$work/help.txt"
+  done
+  # The options of `mama --help` and of every `mama COMMAND --help`.
+  options=$(awk '/^Options:/{s=1;next} s&&/^  -/{print} s&&/^$/{s=0}' "$work/help.txt" |
+    grep -o -- '--[a-z][a-z-]*' | sort -u)
+  check "mama --help lists options" test -n "$options"
+  for o in $options; do
+    check "mama(1) documents the option '$o'" grep -qF -- "$o" "$work/man.roff"
+  done
+
   completion=$root/usr/share/bash-completion/completions/mama
   check "bash completion is installed" test -s "$completion"
   if command -v bash >/dev/null 2>&1; then
@@ -110,6 +128,11 @@ EOF
     lab=$work/lab.xml
     got=$(complete_words "$lab" mama r)
     check "completion: 'mama r' -> run (got '$got')" test "$got" = run
+    for c in $commands; do
+      complete_words "$lab" mama "$c" >"$work/completed.txt"
+      check "completion: 'mama $c' completes to the command of mama --help" \
+        grep -qx "$c" "$work/completed.txt"
+    done
     got=$(complete_words "$lab" mama --stale-after 60 l | tr '\n' ' ')
     check "completion: 'mama --stale-after 60 l' -> list (got '$got')" test "$got" = "list "
     got=$(complete_words "$lab" mama run "" | tr '\n' ' ')
