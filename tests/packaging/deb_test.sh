@@ -69,8 +69,9 @@ if [ "$with_cli" = cli ]; then
       sh -c "! ldd '$root/usr/bin/mama' | grep -e 'not found' -e '$build'"
   fi
 
-  man=$root/usr/share/man/man1/mama.1
-  check "mama(1) is installed" test -s "$man"
+  check "mama(1) is installed, gzip'd" test -s "$root/usr/share/man/man1/mama.1.gz"
+  man=$work/mama.1
+  gzip -dc "$root/usr/share/man/man1/mama.1.gz" >"$man" || fail "mama.1.gz does not unpack"
   if command -v groff >/dev/null 2>&1; then
     groff -man -Tutf8 -ww -z "$man" 2>"$work/groff.err" || true
     check "mama(1) renders without groff warnings: $(cat "$work/groff.err")" \
