@@ -7,6 +7,7 @@
 // `Job` padded to 32 and a rule of 85 dashes. State and Pwr are `-` (only ping and the power
 // device could tell). Every difference is listed in the README's `mama list` section.
 #include <iostream>
+#include <map>
 
 #include "cli.hpp"
 #include "views.hpp"
@@ -35,6 +36,14 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
             ? Assessment{verdict::invalid, "machine without a name"}
             : look_at(ctx, store, tx, m.name, m.job, hold_probe::token_records).assessment);
   { auto done = std::move(tx); }  // unlock before printing
+
+  // A name used twice: the lab is shown, but nothing may claim or clear that name (the store
+  // refuses it) until one is renamed.
+  std::map<std::string_view, int> uses;
+  for (const auto& m : machines)
+    if (!m.name.empty() && ++uses[m.name] == 2)
+      std::cerr << "mama: warning: " << store.describe() << " names machine '" << esc(m.name)
+                << "' more than once; run, wait, clear and info refuse it until one is renamed\n";
 
   if (args.json) {
     nlohmann::ordered_json j;
