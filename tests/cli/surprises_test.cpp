@@ -176,6 +176,11 @@ TEST_CASE("a name used by two machines: the lab is shown, only that name is refu
     CHECK(r.err.find("names machine 'twin' twice") != std::string::npos);
   }
   CHECK(read_file(l.file) == before);
+  // `clear all` clears the others and says which name it skipped.
+  const Result all = l.run({"clear", "all"});
+  CHECK(all.status == 0);
+  CHECK(all.err.find("skipped 'twin'") != std::string::npos);
+  CHECK(read_file(l.file) == before);
 }
 
 TEST_CASE("a machine without a name shows its job", "[cli][surprise]") {
