@@ -406,6 +406,11 @@ class XmlStateStore {
     }
     pugi::xml_node machine_node(std::string_view m) const {
       const auto it = index_.find(std::string(m));
+      if (it != index_.end() && !it->second)
+        throw error(errc::bad_state_file, shared_->path.string() + " names machine '" +
+                                              detail::escape_control(m) +
+                                              "' twice; machine names must be unique: rename or "
+                                              "remove one (mama left the file unchanged)");
       return it == index_.end() ? pugi::xml_node() : it->second;
     }
     // One pass over the machine's children (a sweep reads every machine): the first element
@@ -591,7 +596,7 @@ class XmlStateStore {
         read_only = ::access(path.c_str(), W_OK) != 0;
       } else {
         lock_fd.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-        if (!lock_fd && (errno == EACCES || errno == EROFS)) {
+        if (!lock_fd && (errno == EACCES || errno == EROFS || errno == EPERM)) {
           lock_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
           read_only = true;
         }
@@ -677,11 +682,8 @@ class XmlStateStore {
       for (pugi::xml_node m : doc.document_element().children("machine")) {
         std::string name = m.child("name").text().get();
         if (name.empty()) continue;
-        if (!index.emplace(name, m).second)
-          throw error(errc::bad_state_file, file() + " names machine '" +
-                                                detail::escape_control(name) +
-                                                "' twice; machine names must be unique: rename or "
-                                                "remove one (mama left the file unchanged)");
+        // A name used twice maps to no node: machines() shows both, find/write refuse it.
+        if (const auto [it, added] = index.emplace(name, m); !added) it->second = pugi::xml_node();
       }
     }
 
