@@ -20,6 +20,12 @@
 //   the last of them dies, so liveness is exact and waiters wake at once (inotify).
 // - Standalone mode (opt-in, no PHP tool on the file): the lock is `<file>.d/state.lock` and a
 //   save writes a temporary file and renames it over mama.xml (atomic, new inode).
+// - Threads: a store and its copies may be used from several threads at once; they share only
+//   caches guarded by a mutex, and what a begin() learns about the file stays in its
+//   transaction. One transaction, hold or watcher object is not shared between threads without
+//   external synchronisation. Each begin() and each try_hold() opens its own descriptor, and a
+//   flock(2) belongs to the open file description, so two threads' transactions (and holds)
+//   exclude each other exactly as two processes' do.
 #pragma once
 
 #include <signal.h>
@@ -139,6 +145,14 @@ inline bool is_blank(std::string_view s) noexcept {
 }
 
 inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 2 ";
+
+/// What one begin() found out about mama.xml: its stat (mode and group for what the store
+/// creates beside it) and its runtime directory. Each transaction keeps its own, so threads
+/// using copies of one store share nothing mutable but the store's mutex-guarded caches.
+struct opened_file {
+  struct stat st {};
+  std::filesystem::path runtime;
+};
 
 /// Where one element sits in the file's bytes: [begin, end) is the whole element, the start tag
 /// ends at start_tag_end (one past its '>').
@@ -355,7 +369,9 @@ class XmlStateStore {
       staged_.insert_or_assign(std::string(m), r);
     }
 
-    std::optional<hold> try_hold(std::string_view m) { return shared_->try_hold(m, read_only_); }
+    std::optional<hold> try_hold(std::string_view m) {
+      return shared_->try_hold(m, read_only_, file_);
+    }
 
     /// Saves what was staged (nothing when nothing changed). Throws mama::error; on failure the
     /// state file is left as it was, or is restored by the next access.
@@ -387,7 +403,7 @@ class XmlStateStore {
           throw error(errc::io_error, "internal error: the edited " + shared_->path.string() +
                                           " does not read back as written; it was not changed");
       }
-      shared_->save(lock_fd_.get(), content_, next);
+      shared_->save(lock_fd_.get(), content_, next, file_);
       content_ = std::move(next);
       stale_ = true;  // offsets follow the old bytes: parse again if this transaction goes on
       staged_.clear();
@@ -435,6 +451,7 @@ class XmlStateStore {
     mutable bool stale_ = false;
     std::map<std::string, JobRecord, std::less<>> staged_;
     bool read_only_ = false;
+    detail::opened_file file_;  // what begin() found: this transaction's own, never shared
   };
 
   /// A store on the state file at `path`. Nothing is opened until begin().
@@ -446,9 +463,9 @@ class XmlStateStore {
   transaction begin() {
     transaction t;
     t.shared_ = shared_;
-    shared_->open_locked(t.lock_fd_, t.read_only_);
-    shared_->recover(t.lock_fd_.get(), t.read_only_);
-    shared_->read(t.lock_fd_.get(), t.content_);
+    shared_->open_locked(t.lock_fd_, t.read_only_, t.file_);
+    shared_->recover(t.lock_fd_.get(), t.read_only_, t.file_);
+    shared_->read(t.lock_fd_.get(), t.content_, t.file_);
     shared_->parse(t.content_, *t.doc_, t.index_);
     return t;
   }
@@ -476,11 +493,13 @@ class XmlStateStore {
     }
     // Make sure the lock file exists so it can be watched; a read-only user may not create it.
     // (A user who may not create it still wakes on mama.xml changes.)
+    const detail::opened_file f = shared_->peek();
     try {
-      auto probe = shared_->try_hold(machine, /*read_only=*/false, /*create_only=*/true);
+      if (f.st.st_ino != 0)
+        shared_->try_hold(machine, /*read_only=*/false, f, /*create_only=*/true);
     } catch (const error&) {
     }
-    add(shared_->runtime / detail::lock_file_name(machine), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+    add(f.runtime / detail::lock_file_name(machine), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
     return w;
   }
 
@@ -535,10 +554,9 @@ class XmlStateStore {
     std::filesystem::path path;
     std::filesystem::path runtime;
     XmlStoreOptions options;
-    std::mutex mutex;                                   // guards probe_fds
+    std::mutex mutex;                                   // guards probe_fds, idle_inotify
     std::map<std::string, int, std::less<>> probe_fds;  // lock files that were busy: reused, so
                                                         // a waiter's own probes do not wake it
-    struct stat state_stat {};                          // of mama.xml, from the last open
 
     bool standalone() const noexcept {
       return options.mode == XmlStoreOptions::lock_mode::standalone;
@@ -550,44 +568,47 @@ class XmlStateStore {
     }
 
     // Opens and, for standalone mode, creates the runtime directory; returns an O_PATH-like fd.
-    detail::unique_fd runtime_dir_fd(bool create) {
+    detail::unique_fd runtime_dir_fd(const detail::opened_file& f, bool create) {
       detail::unique_fd dir(
-          ::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+          ::open(f.runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (dir || !create || errno != ENOENT) {
         if (!dir && errno == ELOOP)
-          throw error(errc::io_error, runtime.string() +
+          throw error(errc::io_error, f.runtime.string() +
                                           " is a symbolic link; mama refuses to use it. "
                                           "Remove it (mama creates the directory itself)");
         return dir;
       }
       // Directory mode follows the state file: its read bits become search bits, and it keeps
       // the file's group so every user who may write mama.xml may take holds.
-      mode_t mode = state_stat.st_mode & 0777;
+      mode_t mode = f.st.st_mode & 0777;
       mode |= (mode & 0444) >> 2;
-      if (::mkdir(runtime.c_str(), mode) != 0 && errno != EEXIST)
-        throw_errno("cannot create " + runtime.string() + " (lock files and the save journal of " +
-                    file() + "); make its directory writable or set a runtime directory");
+      if (::mkdir(f.runtime.c_str(), mode) != 0 && errno != EEXIST)
+        throw_errno("cannot create " + f.runtime.string() +
+                    " (lock files and the save journal of " + file() +
+                    "); make its directory writable or set a runtime directory");
       detail::unique_fd made(
-          ::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!made) throw_errno("cannot open " + runtime.string());
+          ::open(f.runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!made) throw_errno("cannot open " + f.runtime.string());
       struct stat st {};
-      if (::fstat(made.get(), &st) == 0 && st.st_gid != state_stat.st_gid &&
-          ::fchown(made.get(), -1, state_stat.st_gid) == 0)
+      if (::fstat(made.get(), &st) == 0 && st.st_gid != f.st.st_gid &&
+          ::fchown(made.get(), -1, f.st.st_gid) == 0)
         ::fchmod(made.get(), (mode | S_ISGID) & 07777);
       else
         ::fchmod(made.get(), mode);
       return made;
     }
 
-    void open_locked(detail::unique_fd& lock_fd, bool& read_only) {
+    void open_locked(detail::unique_fd& lock_fd, bool& read_only, detail::opened_file& f) {
+      f.runtime = runtime;
       if (standalone()) {
         // The state file must exist and be readable; the lock is a separate file.
-        if (::stat(path.c_str(), &state_stat) != 0) throw_missing();
-        auto dir = runtime_dir_fd(true);
-        if (!dir) throw_errno("cannot open " + runtime.string());
+        if (::stat(path.c_str(), &f.st) != 0) throw_missing();
+        auto dir = runtime_dir_fd(f, true);
+        if (!dir) throw_errno("cannot open " + f.runtime.string());
         lock_fd.reset(::openat(dir.get(), "state.lock", O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                               state_stat.st_mode & 0666));
-        if (!lock_fd) throw_errno("cannot open the lock file " + (runtime / "state.lock").string());
+                               f.st.st_mode & 0666));
+        if (!lock_fd)
+          throw_errno("cannot open the lock file " + (f.runtime / "state.lock").string());
         read_only = ::access(path.c_str(), W_OK) != 0;
       } else {
         lock_fd.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
@@ -604,11 +625,19 @@ class XmlStateStore {
         }
       }
       if (detail::flock_retry(lock_fd.get(), LOCK_EX) != 0) throw_errno("cannot lock " + file());
-      if (!standalone() && ::fstat(lock_fd.get(), &state_stat) != 0)
-        throw_errno("cannot stat " + file());
-      if (!standalone() && !S_ISREG(state_stat.st_mode))
+      if (!standalone() && ::fstat(lock_fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
+      if (!standalone() && !S_ISREG(f.st.st_mode))
         throw error(errc::bad_state_file,
                     file() + " is not a regular file; point --state at the lab's mama.xml");
+    }
+
+    // What begin() would find, without opening or locking: for watch(). st stays zero when
+    // mama.xml cannot be found.
+    detail::opened_file peek() const {
+      detail::opened_file f;
+      f.runtime = runtime;
+      if (::stat(path.c_str(), &f.st) != 0) f.st = {};
+      return f;
     }
 
     [[noreturn]] void throw_missing() const {
@@ -617,14 +646,14 @@ class XmlStateStore {
                                             "lab's mama.xml, or create one with a <settings> root");
     }
 
-    void read(int lock_fd, std::string& content) {
+    void read(int lock_fd, std::string& content, detail::opened_file& f) {
       if (standalone()) {
         detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd) {
           if (errno == ENOENT) throw_missing();
           throw_errno("cannot open " + file() + "; check its permissions");
         }
-        if (::fstat(fd.get(), &state_stat) != 0) throw_errno("cannot stat " + file());
+        if (::fstat(fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
         read_fd(fd.get(), content);
       } else {
         read_fd(lock_fd, content);
@@ -812,10 +841,11 @@ class XmlStateStore {
     }
 
     // The journal: "MAMA-JOURNAL 2 <size> <checksum64 hex>\n" then the new content.
-    void save(int lock_fd, const std::string& old_content, const std::string& content) {
-      if (standalone()) return save_by_rename(content);
-      auto dir = runtime_dir_fd(true);
-      if (!dir) throw_errno("cannot open " + runtime.string());
+    void save(int lock_fd, const std::string& old_content, const std::string& content,
+              const detail::opened_file& f) {
+      if (standalone()) return save_by_rename(content, f);
+      auto dir = runtime_dir_fd(f, true);
+      if (!dir) throw_errno("cannot open " + f.runtime.string());
       char header[80];
       std::snprintf(header, sizeof header, "%.*s%zu %016llx\n",
                     static_cast<int>(detail::journal_magic.size()), detail::journal_magic.data(),
@@ -824,29 +854,29 @@ class XmlStateStore {
       {
         detail::unique_fd j(::openat(dir.get(), "journal.tmp",
                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                     state_stat.st_mode & 0666));
+                                     f.st.st_mode & 0666));
         if (!j)
-          throw_errno("cannot create the save journal in " + runtime.string() + "; " + file() +
+          throw_errno("cannot create the save journal in " + f.runtime.string() + "; " + file() +
                       " was not changed");
         // The journal holds the state: readable by exactly those who may read mama.xml.
-        if (::fchown(j.get(), -1, state_stat.st_gid) != 0) {
+        if (::fchown(j.get(), -1, f.st.st_gid) != 0) {
           // Not in the file's group: keep our group, still no wider than the file.
         }
-        ::fchmod(j.get(), state_stat.st_mode & 0666);
+        ::fchmod(j.get(), f.st.st_mode & 0666);
         if (!detail::pwrite_all(j.get(), header, 0) ||
             !detail::pwrite_all(j.get(), content, static_cast<off_t>(std::strlen(header))) ||
             (options.sync && ::fsync(j.get()) != 0)) {
           const int saved = errno;
           ::unlinkat(dir.get(), "journal.tmp", 0);
           errno = saved;
-          throw_errno("cannot write the save journal in " + runtime.string() + "; " + file() +
+          throw_errno("cannot write the save journal in " + f.runtime.string() + "; " + file() +
                       " was not changed");
         }
       }
       step(save_step::journal_written);
       if (::renameat(dir.get(), "journal.tmp", dir.get(), "journal") != 0)
-        throw_errno("cannot put the save journal in place in " + runtime.string() + "; " + file() +
-                    " was not changed");
+        throw_errno("cannot put the save journal in place in " + f.runtime.string() + "; " +
+                    file() + " was not changed");
       if (options.sync) ::fsync(dir.get());
       step(save_step::journal_renamed);
       if (!rewrite(lock_fd, old_content, content)) {
@@ -891,7 +921,7 @@ class XmlStateStore {
       return !options.sync || ::fdatasync(fd) == 0;
     }
 
-    void save_by_rename(const std::string& content) {
+    void save_by_rename(const std::string& content, const detail::opened_file& f) {
       const auto dir_path =
           path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
       detail::unique_fd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -903,9 +933,9 @@ class XmlStateStore {
                                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!t)
         throw_errno("cannot create a temporary file beside " + file() + "; it was not changed");
-      bool ok = ::fchmod(t.get(), state_stat.st_mode & 07777) == 0;
-      if (::fchown(t.get(), state_stat.st_uid, state_stat.st_gid) != 0)
-        ok = ::fchown(t.get(), -1, state_stat.st_gid) == 0 || true;  // not root: keep what we can
+      bool ok = ::fchmod(t.get(), f.st.st_mode & 07777) == 0;
+      if (::fchown(t.get(), f.st.st_uid, f.st.st_gid) != 0)
+        ok = ::fchown(t.get(), -1, f.st.st_gid) == 0 || true;  // not root: keep what we can
       ok =
           ok && detail::pwrite_all(t.get(), content, 0) && (!options.sync || ::fsync(t.get()) == 0);
       if (ok) step(save_step::file_written);
@@ -920,9 +950,9 @@ class XmlStateStore {
     }
 
     // Finishes or discards a save that a killed process left half done (see the top comment).
-    void recover(int lock_fd, bool read_only) {
+    void recover(int lock_fd, bool read_only, const detail::opened_file& f) {
       if (standalone()) return;
-      auto dir = runtime_dir_fd(false);
+      auto dir = runtime_dir_fd(f, false);
       if (!dir) return;
       detail::unique_fd j(::openat(dir.get(), "journal", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!j) return;
@@ -951,7 +981,7 @@ class XmlStateStore {
                       file() +
                           " was left half-written by a killed process; run any mama command as "
                           "a user who may write it to restore it from " +
-                          (runtime / "journal").string());
+                          (f.runtime / "journal").string());
         if (!rewrite(lock_fd, current, content))
           throw_errno("cannot restore " + file() + " from its journal");
       }
@@ -961,33 +991,33 @@ class XmlStateStore {
     // Takes machine's lock file without blocking. A read-only caller that cannot create the
     // file gets an empty hold: no lock file means no holder ever took it.
     std::optional<hold> try_hold(std::string_view machine, bool read_only,
-                                 bool create_only = false) {
+                                 const detail::opened_file& f, bool create_only = false) {
       const std::string name = detail::lock_file_name(machine);
+      const std::string key = (f.runtime / name).string();  // for probe_fds
       int fd = -1;
       if (!create_only) {
         std::lock_guard lock(mutex);
-        if (const auto it = probe_fds.find(name); it != probe_fds.end()) {
+        if (const auto it = probe_fds.find(key); it != probe_fds.end()) {
           fd = it->second;
           probe_fds.erase(it);
         }
       }
       if (fd < 0) {
-        auto dir = runtime_dir_fd(!read_only);
+        auto dir = runtime_dir_fd(f, !read_only);
         if (!dir) {
           if (read_only || create_only) return hold(detail::unique_fd());
-          throw_errno("cannot open " + runtime.string());
+          throw_errno("cannot open " + f.runtime.string());
         }
         // Open an existing lock file, else create it (O_EXCL: never through a planted link).
         fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT && !read_only) {
           fd = ::openat(dir.get(), name.c_str(),
-                        O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                        state_stat.st_mode & 0444);
+                        O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f.st.st_mode & 0444);
           if (fd >= 0) {
             // Lock files are only ever opened for reading: read bits of mama.xml, no umask.
-            if (::fchown(fd, -1, state_stat.st_gid) != 0) {
+            if (::fchown(fd, -1, f.st.st_gid) != 0) {
             }
-            ::fchmod(fd, state_stat.st_mode & 0444);
+            ::fchmod(fd, f.st.st_mode & 0444);
           } else if (errno == EEXIST) {
             fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
           }
@@ -996,15 +1026,15 @@ class XmlStateStore {
           if (errno == ENOENT && (read_only || create_only)) return hold(detail::unique_fd());
           if (errno == ELOOP)
             throw error(errc::io_error,
-                        "the lock file " + (runtime / name).string() +
+                        "the lock file " + (f.runtime / name).string() +
                             " is a symbolic link; mama refuses to follow it. Remove it");
-          throw_errno("cannot open the lock file " + (runtime / name).string() +
-                      "; check the permissions of " + runtime.string());
+          throw_errno("cannot open the lock file " + (f.runtime / name).string() +
+                      "; check the permissions of " + f.runtime.string());
         }
         struct stat st {};
         if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
           ::close(fd);
-          throw error(errc::io_error, "the lock file " + (runtime / name).string() +
+          throw error(errc::io_error, "the lock file " + (f.runtime / name).string() +
                                           " is not a regular file; remove it");
         }
       }
@@ -1021,10 +1051,10 @@ class XmlStateStore {
       if (saved != EWOULDBLOCK) {
         ::close(fd);
         errno = saved;
-        throw_errno("cannot lock " + (runtime / name).string());
+        throw_errno("cannot lock " + (f.runtime / name).string());
       }
       std::lock_guard lock(mutex);
-      if (probe_fds.size() < 64 && probe_fds.emplace(name, fd).second) return std::nullopt;
+      if (probe_fds.size() < 64 && probe_fds.emplace(key, fd).second) return std::nullopt;
       ::close(fd);
       return std::nullopt;
     }
