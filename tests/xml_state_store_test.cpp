@@ -3,7 +3,9 @@
 // store_process_test.cpp.
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -588,4 +590,76 @@ TEST_CASE("a transaction goes on after a commit: reads and further saves follow 
   // Both machines cleared in one save: only their job elements differ from the original.
   const std::string after = read_file(file);
   CHECK(without_job_fields(after) == without_job_fields(before));
+}
+
+TEST_CASE("one file reached through symbolic links shares its holds, journal and runtime directory",
+          "[xml_store][paths]") {
+  TempDir dir;
+  fs::create_directory(dir / "real");
+  const auto file = dir / "real" / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  fs::create_symlink(file, dir / "alias.xml");                  // the file itself
+  fs::create_directory_symlink(dir / "real", dir / "linkdir");  // one of its directories
+  const std::vector<fs::path> names{
+      file,
+      dir / "alias.xml",
+      dir / "linkdir" / "mama.xml",
+      dir / "real" / ".." / "linkdir" / "." / "mama.xml",
+      fs::relative(dir / "alias.xml", fs::current_path()),  // relative to the working directory
+  };
+  const fs::path expected = fs::canonical(file).string() + ".d";
+
+  SECTION("a hold taken through any name is held through every other") {
+    for (const auto& holder_name : names) {
+      XmlStateStore holder(holder_name);
+      CHECK(holder.runtime_dir() == expected);
+      auto hold = holder.begin().try_hold("vm-1");  // kept past the transaction, as a claim does
+      REQUIRE(hold);
+      for (const auto& other_name : names) {
+        INFO("held through " << holder_name << ", probed through " << other_name);
+        XmlStateStore other(other_name);
+        CHECK(!other.begin().try_hold("vm-1"));
+      }
+    }
+    CHECK(fs::exists(expected / "machine.vm-1.lock"));
+    CHECK(!fs::exists(dir / "alias.xml.d"));
+  }
+
+  SECTION("a save killed half way through one name is restored through another") {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const fs::path& writer = names[i];
+      const fs::path& reader = names[(i + 1) % names.size()];
+      INFO("written through " << writer << ", read through " << reader);
+      XmlStoreOptions crash;
+      crash.crash_hook = [](mama::save_step s) {
+        if (s == mama::save_step::file_half_written) ::kill(::getpid(), SIGKILL);
+      };
+      mama::test::Child child([&] {
+        XmlStateStore store(writer, crash);
+        auto tx = store.begin();
+        tx.write("vm-1", full_record("job " + std::to_string(i)));
+        tx.commit();
+        return 0;
+      });
+      const int status = child.wait();
+      REQUIRE(WIFSIGNALED(status));
+      REQUIRE(read_file(file).find("</settings>") == std::string::npos);  // torn
+      XmlStateStore store(reader);
+      CHECK(store.begin().find("vm-1") == full_record("job " + std::to_string(i)));
+      CHECK(read_file(file).find("</settings>") != std::string::npos);
+      CHECK(!fs::exists(expected / "journal"));
+    }
+  }
+
+  SECTION("an explicit runtime directory is used as given") {
+    XmlStoreOptions o;
+    o.runtime_dir = dir / "elsewhere";
+    XmlStateStore store(dir / "alias.xml", o);
+    CHECK(store.runtime_dir() == dir / "elsewhere");
+    auto hold = store.begin().try_hold("vm-1");
+    REQUIRE(hold);
+    CHECK(fs::exists(dir / "elsewhere" / "machine.vm-1.lock"));
+    CHECK(!XmlStateStore(file, o).begin().try_hold("vm-1"));
+    CHECK(!fs::exists(expected));
+  }
 }

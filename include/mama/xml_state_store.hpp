@@ -20,6 +20,12 @@
 //   the last of them dies, so liveness is exact and waiters wake at once (inotify).
 // - Standalone mode (opt-in, no PHP tool on the file): the lock is `<file>.d/state.lock` and a
 //   save writes a temporary file and renames it over mama.xml (atomic, new inode).
+// - One file, one runtime directory: `<file>` above is the file's canonical path, read from the
+//   descriptor each begin() opens (every symbolic link of the file and of its directories
+//   resolved; `./x`, `dir/../x` and relative names alike), so every name of one mama.xml
+//   reaches the same lock files and journal. A hard link or a removed `<file>.d/` cannot be
+//   seen from a path: staleness.hpp has the second check (the recorded process) for those.
+//   XmlStoreOptions::runtime_dir, when set, is used as given.
 // - Threads: a store and its copies may be used from several threads at once; they share only
 //   caches guarded by a mutex, and what a begin() learns about the file stays in its
 //   transaction. One transaction, hold or watcher object is not shared between threads without
@@ -151,8 +157,38 @@ inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 2 ";
 /// using copies of one store share nothing mutable but the store's mutex-guarded caches.
 struct opened_file {
   struct stat st {};
+  std::filesystem::path canonical;  ///< the file's path with every symbolic link resolved
   std::filesystem::path runtime;
 };
+
+/// The path of the file open on `fd`, with every symbolic link (of the file and of its
+/// directories) resolved: /proc/self/fd/N names what was really opened, so no rename between
+/// resolving and opening can mislead it. Falls back to realpath(`name`) without /proc; either
+/// must name the same inode as `st`. nullopt when neither does (the file was removed).
+inline std::optional<std::filesystem::path> canonical_path_of(int fd, const std::string& name,
+                                                              const struct stat& st) {
+  const auto same = [&](const std::string& p) {
+    struct stat other {};
+    return !p.empty() && p.front() == '/' && ::stat(p.c_str(), &other) == 0 &&
+           other.st_dev == st.st_dev && other.st_ino == st.st_ino;
+  };
+  if (fd >= 0) {
+    char link[40];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    std::string target(4096, '\0');
+    const ssize_t n = ::readlink(link, target.data(), target.size());
+    if (n > 0 && static_cast<std::size_t>(n) < target.size()) {
+      target.resize(static_cast<std::size_t>(n));
+      if (same(target)) return target;
+    }
+  }
+  if (char* resolved = ::realpath(name.c_str(), nullptr)) {
+    std::string r(resolved);
+    std::free(resolved);
+    if (same(r)) return r;
+  }
+  return std::nullopt;
+}
 
 /// Where one element sits in the file's bytes: [begin, end) is the whole element, the start tag
 /// ends at start_tag_end (one past its '>').
@@ -473,7 +509,9 @@ class XmlStateStore {
   std::string describe() const { return shared_->path.string(); }
   bool exact_liveness() const noexcept { return true; }
   const std::filesystem::path& path() const noexcept { return shared_->path; }
-  const std::filesystem::path& runtime_dir() const noexcept { return shared_->runtime; }
+  /// Where the lock files and the journal are: the explicit XmlStoreOptions::runtime_dir, else
+  /// `<canonical path of the file>.d` as the file is named now.
+  std::filesystem::path runtime_dir() const { return shared_->peek().runtime; }
   const XmlStoreOptions& options() const noexcept { return shared_->options; }
 
   /// A wake source for waiters on `machine`: mama.xml modified, or the machine's lock file
@@ -484,16 +522,14 @@ class XmlStateStore {
       const int wd = ::inotify_add_watch(w.fd_, p.c_str(), mask);
       if (wd >= 0) w.wds_.push_back(wd);
     };
+    const detail::opened_file f = shared_->peek();
     if (shared_->options.mode == XmlStoreOptions::lock_mode::standalone) {
-      const auto dir = shared_->path.parent_path().empty() ? std::filesystem::path(".")
-                                                           : shared_->path.parent_path();
-      add(dir, IN_MOVED_TO | IN_CLOSE_WRITE);
+      add(f.canonical.parent_path(), IN_MOVED_TO | IN_CLOSE_WRITE);
     } else {
       add(shared_->path, IN_MODIFY);
     }
     // Make sure the lock file exists so it can be watched; a read-only user may not create it.
     // (A user who may not create it still wakes on mama.xml changes.)
-    const detail::opened_file f = shared_->peek();
     try {
       if (f.st.st_ino != 0)
         shared_->try_hold(machine, /*read_only=*/false, f, /*create_only=*/true);
@@ -506,8 +542,6 @@ class XmlStateStore {
  private:
   struct Shared {
     Shared(std::filesystem::path p, XmlStoreOptions o) : path(std::move(p)), options(std::move(o)) {
-      runtime = options.runtime_dir.empty() ? std::filesystem::path(path.string() + ".d")
-                                            : options.runtime_dir;
 #ifdef MAMA_TEST_CRASH_HOOKS
       if (!options.crash_hook) {
         if (const char* at = std::getenv("MAMA_CRASH_AT")) {
@@ -551,8 +585,7 @@ class XmlStateStore {
       }
     }
 
-    std::filesystem::path path;
-    std::filesystem::path runtime;
+    std::filesystem::path path;  // as given
     XmlStoreOptions options;
     std::mutex mutex;                                   // guards probe_fds, idle_inotify
     std::map<std::string, int, std::less<>> probe_fds;  // lock files that were busy: reused, so
@@ -598,11 +631,22 @@ class XmlStateStore {
       return made;
     }
 
+    // Where the lock files and the journal of the file open on `fd` live (see the top comment).
+    void locate(int fd, detail::opened_file& f) const {
+      const auto canonical = detail::canonical_path_of(fd, path.string(), f.st);
+      f.canonical = canonical ? *canonical : std::filesystem::absolute(path).lexically_normal();
+      f.runtime = options.runtime_dir.empty() ? std::filesystem::path(f.canonical.string() + ".d")
+                                              : options.runtime_dir;
+    }
+
     void open_locked(detail::unique_fd& lock_fd, bool& read_only, detail::opened_file& f) {
-      f.runtime = runtime;
       if (standalone()) {
         // The state file must exist and be readable; the lock is a separate file.
-        if (::stat(path.c_str(), &f.st) != 0) throw_missing();
+        {
+          detail::unique_fd file_fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+          if (!file_fd || ::fstat(file_fd.get(), &f.st) != 0) throw_missing();
+          locate(file_fd.get(), f);
+        }
         auto dir = runtime_dir_fd(f, true);
         if (!dir) throw_errno("cannot open " + f.runtime.string());
         lock_fd.reset(::openat(dir.get(), "state.lock", O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
@@ -625,18 +669,20 @@ class XmlStateStore {
         }
       }
       if (detail::flock_retry(lock_fd.get(), LOCK_EX) != 0) throw_errno("cannot lock " + file());
-      if (!standalone() && ::fstat(lock_fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
-      if (!standalone() && !S_ISREG(f.st.st_mode))
+      if (standalone()) return;
+      if (::fstat(lock_fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
+      if (!S_ISREG(f.st.st_mode))
         throw error(errc::bad_state_file,
                     file() + " is not a regular file; point --state at the lab's mama.xml");
+      locate(lock_fd.get(), f);
     }
 
     // What begin() would find, without opening or locking: for watch(). st stays zero when
     // mama.xml cannot be found.
     detail::opened_file peek() const {
       detail::opened_file f;
-      f.runtime = runtime;
       if (::stat(path.c_str(), &f.st) != 0) f.st = {};
+      locate(-1, f);
       return f;
     }
 
@@ -922,12 +968,12 @@ class XmlStateStore {
     }
 
     void save_by_rename(const std::string& content, const detail::opened_file& f) {
-      const auto dir_path =
-          path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+      // Beside the real file: a symbolic link named as the state file stays a link to it.
+      const auto dir_path = f.canonical.parent_path();
       detail::unique_fd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!dir) throw_errno("cannot open the directory of " + file());
       // One fixed name: we hold the state lock, so a leftover is from a killed saver and goes.
-      const std::string tmp = "." + path.filename().string() + ".mama-tmp";
+      const std::string tmp = "." + f.canonical.filename().string() + ".mama-tmp";
       ::unlinkat(dir.get(), tmp.c_str(), 0);
       detail::unique_fd t(::openat(dir.get(), tmp.c_str(),
                                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -939,7 +985,8 @@ class XmlStateStore {
       ok =
           ok && detail::pwrite_all(t.get(), content, 0) && (!options.sync || ::fsync(t.get()) == 0);
       if (ok) step(save_step::file_written);
-      if (!ok || ::renameat(dir.get(), tmp.c_str(), dir.get(), path.filename().c_str()) != 0) {
+      if (!ok ||
+          ::renameat(dir.get(), tmp.c_str(), dir.get(), f.canonical.filename().c_str()) != 0) {
         const int saved = errno;
         ::unlinkat(dir.get(), tmp.c_str(), 0);
         errno = saved;
