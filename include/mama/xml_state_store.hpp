@@ -34,6 +34,7 @@
 //   exclude each other exactly as two processes' do.
 #pragma once
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -57,6 +58,7 @@
 #include "mama/detail/posix.hpp"
 #include "mama/detail/text.hpp"
 #include "mama/error.hpp"
+#include "mama/process_probe.hpp"
 #include "mama/record.hpp"
 #include "mama/state_store.hpp"
 
@@ -261,6 +263,45 @@ inline std::optional<element_extent> find_element_extent(std::string_view text, 
   return std::nullopt;
 }
 
+/// The live process other than `except` that holds the flock of the file `dev`/`ino` through an
+/// open descriptor: /proc/PID/fd/N names the file, and /proc/PID/fdinfo/N lists the flock on
+/// the descriptor's open file description (a descriptor opened by a waiter, without the lock,
+/// lists none). Of several, the one that started first (ties: the lowest PID). Processes whose
+/// /proc entries may not be read, and zombies, are skipped.
+inline std::optional<ProcessIdentity> find_flock_holder(dev_t dev, ino_t ino, int except) {
+  using dir_ptr = std::unique_ptr<DIR, int (*)(DIR*)>;
+  const dir_ptr proc(::opendir("/proc"), ::closedir);
+  if (!proc) return std::nullopt;
+  std::optional<ProcessIdentity> best;
+  std::string fdinfo;
+  while (const dirent* p = ::readdir(proc.get())) {
+    const auto pid = parse_decimal<int>(p->d_name);
+    if (!pid || *pid == except) continue;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/fd", *pid);
+    const dir_ptr fds(::opendir(path), ::closedir);
+    if (!fds) continue;  // another user's, or gone
+    bool holds = false;
+    while (!holds) {
+      const dirent* d = ::readdir(fds.get());
+      if (!d) break;
+      if (!parse_decimal<int>(d->d_name)) continue;
+      std::snprintf(path, sizeof path, "/proc/%d/fd/%s", *pid, d->d_name);
+      struct stat st {};
+      if (::stat(path, &st) != 0 || st.st_dev != dev || st.st_ino != ino) continue;
+      std::snprintf(path, sizeof path, "/proc/%d/fdinfo/%s", *pid, d->d_name);
+      holds = read_small_file(path, fdinfo) && fdinfo.find("FLOCK") != std::string::npos;
+    }
+    if (!holds) continue;
+    const auto stat = read_proc_stat(*pid);
+    if (!stat || stat->state == 'Z' || stat->state == 'X') continue;
+    const ProcessIdentity who{*pid, stat->start};
+    if (!best || who.start < best->start || (who.start == best->start && who.pid < best->pid))
+      best = who;
+  }
+  return best;
+}
+
 /// True when `text` holds only characters that XML 1.0 allows in element content (no NUL and
 /// no C0 controls other than tab, newline and carriage return).
 inline bool valid_xml_text(std::string_view text) noexcept {
@@ -407,6 +448,18 @@ class XmlStateStore {
 
     std::optional<hold> try_hold(std::string_view m) {
       return shared_->try_hold(m, read_only_, file_);
+    }
+
+    /// Who still holds `m`'s hold: a live process other than this one with a descriptor on the
+    /// machine's lock file that carries its lock (a job's processes that inherited it). Of
+    /// several, the one that started first (ties: the lowest PID), which is the job's own
+    /// process rather than one of its children. nullopt when none is found; another user's
+    /// processes are seen only by root (/proc/PID/fd is readable by its owner and root).
+    std::optional<ProcessIdentity> hold_owner(std::string_view m) const {
+      struct stat lock {};
+      const auto lock_path = file_.runtime / detail::lock_file_name(m);
+      if (::lstat(lock_path.c_str(), &lock) != 0 || !S_ISREG(lock.st_mode)) return std::nullopt;
+      return detail::find_flock_holder(lock.st_dev, lock.st_ino, static_cast<int>(::getpid()));
     }
 
     /// Saves what was staged (nothing when nothing changed). Throws mama::error; on failure the
