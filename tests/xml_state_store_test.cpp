@@ -663,3 +663,91 @@ TEST_CASE("one file reached through symbolic links shares its holds, journal and
     CHECK(!fs::exists(expected));
   }
 }
+
+TEST_CASE("valid_utf8 accepts well-formed UTF-8 and nothing else", "[utf8]") {
+  using mama::detail::valid_utf8;
+  for (const std::string ok :
+       {"", "plain ascii", "caf\xc3\xa9", "\xe2\x82\xac 5", "\xf0\x9f\x98\x80", "\xef\xbf\xbd",
+        "\xed\x9f\xbf", "\xee\x80\x80", "\xf4\x8f\xbf\xbd", "\xef\xb7\x90", "tab\tand\nnewline"}) {
+    INFO(mama::detail::escape_control(ok));
+    CHECK(valid_utf8(ok));
+  }
+  for (const std::string bad : {
+           "\x80",                  // a continuation byte alone
+           "\xc3",                  // truncated at the end
+           "\xc3(",                 // truncated in the middle
+           "\xe2\x82",              // three-byte sequence cut short
+           "\xf0\x9f\x98",          // four-byte sequence cut short
+           "\xc0\xaf",              // overlong '/'
+           "\xc1\xbf",              // overlong
+           "\xe0\x80\xaf",          // overlong (three bytes)
+           "\xf0\x80\x80\xaf",      // overlong (four bytes)
+           "\xed\xa0\x80",          // U+D800, a surrogate
+           "\xed\xbf\xbf",          // U+DFFF
+           "\xf4\x90\x80\x80",      // U+110000, past Unicode
+           "\xf5\x80\x80\x80",      // lead byte past U+10FFFF
+           "\xff",                  // never in UTF-8
+           "\xfe",                  // never in UTF-8
+           "\xef\xbf\xbe",          // U+FFFE, not an XML character
+           "\xef\xbf\xbf",          // U+FFFF, not an XML character
+           "ok then \xe9 latin-1",  // Latin-1, not UTF-8
+       }) {
+    INFO(mama::detail::escape_control(bad));
+    CHECK(!valid_utf8(bad));
+  }
+}
+
+TEST_CASE("job text that is not UTF-8 is refused, and the file stays readable by PHP",
+          "[xml_store][utf8][php]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  const std::string before = read_file(file);
+  const bool php =
+      ::system(
+          "php -r 'exit(function_exists(\"simplexml_load_file\") ? 0 : 1);' >/dev/null "
+          "2>&1") == 0;
+  // Exit 0 when PHP's SimpleXML loads `p` and finds machine vm-1 in it.
+  const auto php_loads = [](const fs::path& p) {
+    const std::string cmd = "php -r '$x = @simplexml_load_file(\"" + p.string() +
+                            "\"); exit($x !== false && count($x->machine) == 2 ? 0 : 1);'";
+    return WEXITSTATUS(::system(cmd.c_str())) == 0;
+  };
+  if (php) {
+    // Why: a file with such bytes in it is one the PHP tool cannot load at all.
+    std::string broken = before;
+    broken.replace(broken.find("<job/>"), 6, "<job>caf\xe9</job>");
+    write_file(dir / "broken.xml", broken);
+    CHECK(!php_loads(dir / "broken.xml"));
+    CHECK(php_loads(file));
+  }
+  XmlStateStore store(file);
+  for (const std::string bad : {"caf\xe9", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "x\xc3",
+                                "\xef\xbf\xbe", "\xef\xbf\xbf"}) {
+    for (std::size_t field = 0; field < mama::job_field_names.size(); ++field) {
+      INFO(mama::job_field_names[field] << " = " << mama::detail::escape_control(bad));
+      JobRecord r = full_record();
+      r.*mama::job_field_members[field] = bad;
+      auto tx = store.begin();
+      try {
+        tx.write("vm-1", r);
+        tx.commit();
+        FAIL("accepted");
+      } catch (const mama::error& e) {
+        const std::string what = e.what();
+        INFO(what);
+        CHECK(e.code() == mama::errc::invalid_argument);
+        CHECK(what.find("vm-1") != std::string::npos);
+        CHECK(what.find(file.string()) != std::string::npos);
+        CHECK(what.find("UTF-8") != std::string::npos);
+      }
+      tx.commit();  // nothing was staged
+    }
+  }
+  CHECK(read_file(file) == before);
+  if (php) {
+    CHECK(php_loads(file));
+  } else {
+    WARN("php-cli with SimpleXML is not installed: the PHP half of this test did not run");
+  }
+}

@@ -430,18 +430,26 @@ class XmlStateStore {
     /// Stages `r` as the job fields of `m`: fields with text are set (a missing field is added
     /// after the other job fields, with its neighbours' indentation), empty fields are emptied
     /// (and not added when missing). Throws mama::error: unknown_machine, or invalid_argument
-    /// for text that XML cannot hold (control characters).
+    /// for text that XML cannot hold (control characters; not UTF-8; U+FFFE, U+FFFF).
     void write(std::string_view m, const JobRecord& r) {
       refresh();
       if (!machine_node(m))
         throw error(errc::unknown_machine, "machine '" + detail::escape_control(m) +
                                                "' not found in " + shared_->path.string());
       for (std::size_t i = 0; i < job_field_names.size(); ++i) {
-        if (!detail::valid_xml_text(r.*job_field_members[i]))
+        const std::string& text = r.*job_field_members[i];
+        if (!detail::valid_xml_text(text))
           throw error(errc::invalid_argument,
                       std::string(job_field_names[i]) + " for machine '" +
                           detail::escape_control(m) + "' contains control characters that " +
                           shared_->path.string() + " cannot hold; remove them");
+        if (!detail::valid_utf8(text))
+          throw error(
+              errc::invalid_argument,
+              std::string(job_field_names[i]) + " for machine '" + detail::escape_control(m) +
+                  "' is not valid UTF-8 (or holds U+FFFE or "
+                  "U+FFFF), which " +
+                  shared_->path.string() + " cannot hold for the PHP tool; give the text in UTF-8");
       }
       staged_.insert_or_assign(std::string(m), r);
     }
