@@ -451,12 +451,24 @@ TEST_CASE("mode, group and runtime files have sensible permissions", "[xml_store
     CHECK(st.st_gid == gid);
     REQUIRE(::stat((dir / "mama.xml.d").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0750);  // the file's read bits become search bits
+    CHECK((st.st_mode & S_ISGID) != 0);  // what anyone creates in it gets the file's group
     CHECK(st.st_gid == gid);
     REQUIRE(::stat((dir / "mama.xml.d" / "machine.vm-1.lock").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0440);  // opened for reading only; never world-readable here
     CHECK(st.st_gid == gid);
     CHECK(!fs::exists(dir / "mama.xml.d" / "journal"));
     CHECK(!fs::exists(dir / "mama.xml.d" / "journal.tmp"));
+  }
+  SECTION("a runtime directory made without the file's group and setgid bit is mended") {
+    fs::create_directory(dir / "mama.xml.d");
+    REQUIRE(::chmod((dir / "mama.xml.d").c_str(), 0700) == 0);
+    XmlStateStore store(file);
+    save_record(store, "vm-1", full_record());
+    struct stat st {};
+    REQUIRE(::stat((dir / "mama.xml.d").c_str(), &st) == 0);
+    CHECK(st.st_gid == gid);
+    CHECK((st.st_mode & S_ISGID) != 0);
+    CHECK((st.st_mode & 0777) == 0700);  // its owner's choice of permissions stays
   }
   SECTION("standalone keeps mode and owner across the rename") {
     XmlStoreOptions o;

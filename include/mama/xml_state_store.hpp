@@ -26,6 +26,9 @@
 //   reaches the same lock files and journal. A hard link or a removed `<file>.d/` cannot be
 //   seen from a path: staleness.hpp has the second check (the recorded process) for those.
 //   XmlStoreOptions::runtime_dir, when set, is used as given.
+// - Shared by several Unix users: `<file>.d/` gets mama.xml's group and the setgid bit, its
+//   mode follows the file's (group-writable when mama.xml is), and lock files and the journal
+//   get the file's group, so every user who may write mama.xml may use what another created.
 // - Threads: a store and its copies may be used from several threads at once; they share only
 //   caches guarded by a mutex, and what a begin() learns about the file stays in its
 //   transaction. One transaction, hold or watcher object is not shared between threads without
@@ -670,10 +673,10 @@ class XmlStateStore {
           throw error(errc::io_error, f.runtime.string() +
                                           " is a symbolic link; mama refuses to use it. "
                                           "Remove it (mama creates the directory itself)");
+        if (dir && create && options.runtime_dir.empty()) adopt_group(dir.get(), f, 0);
         return dir;
       }
-      // Directory mode follows the state file: its read bits become search bits, and it keeps
-      // the file's group so every user who may write mama.xml may take holds.
+      // Directory mode follows the state file: its read bits become search bits.
       mode_t mode = f.st.st_mode & 0777;
       mode |= (mode & 0444) >> 2;
       if (::mkdir(f.runtime.c_str(), mode) != 0 && errno != EEXIST)
@@ -683,13 +686,24 @@ class XmlStateStore {
       detail::unique_fd made(
           ::open(f.runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (!made) throw_errno("cannot open " + f.runtime.string());
-      struct stat st {};
-      if (::fstat(made.get(), &st) == 0 && st.st_gid != f.st.st_gid &&
-          ::fchown(made.get(), -1, f.st.st_gid) == 0)
-        ::fchmod(made.get(), (mode | S_ISGID) & 07777);
-      else
-        ::fchmod(made.get(), mode);
+      ::fchmod(made.get(), mode);  // past the umask
+      adopt_group(made.get(), f, mode);
       return made;
+    }
+
+    // The runtime directory takes the state file's group and the setgid bit, so that what
+    // anyone creates in it (lock files, the journal, the CLI's audit log) gets that group, and
+    // every user who may write mama.xml may use it. Also mends, where this user owns it, a
+    // default `<file>.d` made before (by an older mama) without them (an explicit runtime_dir
+    // that exists is left as its owner set it). `mode`: the permission bits it must have
+    // besides (0: keep its own).
+    void adopt_group(int dir, const detail::opened_file& f, mode_t mode) const {
+      struct stat st {};
+      if (::fstat(dir, &st) != 0 || st.st_uid != ::geteuid()) return;
+      if (!mode && st.st_gid == f.st.st_gid && (st.st_mode & S_ISGID)) return;  // the usual case
+      if (st.st_gid != f.st.st_gid && ::fchown(dir, -1, f.st.st_gid) != 0)
+        return;  // not in the file's group: keep ours
+      ::fchmod(dir, ((mode ? mode : st.st_mode) & 0777) | S_ISGID);
     }
 
     // Where the lock files and the journal of the file open on `fd` live (see the top comment).
