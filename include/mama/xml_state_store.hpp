@@ -288,11 +288,12 @@ inline std::optional<ProcessIdentity> find_flock_holder(dev_t dev, ino_t ino, in
     while (!holds) {
       const dirent* d = ::readdir(fds.get());
       if (!d) break;
-      if (!parse_decimal<int>(d->d_name)) continue;
-      std::snprintf(path, sizeof path, "/proc/%d/fd/%s", *pid, d->d_name);
+      const auto fd = parse_decimal<int>(d->d_name);
+      if (!fd) continue;
+      std::snprintf(path, sizeof path, "/proc/%d/fd/%d", *pid, *fd);
       struct stat st {};
       if (::stat(path, &st) != 0 || st.st_dev != dev || st.st_ino != ino) continue;
-      std::snprintf(path, sizeof path, "/proc/%d/fdinfo/%s", *pid, d->d_name);
+      std::snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", *pid, *fd);
       holds = read_small_file(path, fdinfo) && fdinfo.find("FLOCK") != std::string::npos;
     }
     if (!holds) continue;
@@ -450,8 +451,7 @@ class XmlStateStore {
           throw error(
               errc::invalid_argument,
               std::string(job_field_names[i]) + " for machine '" + detail::escape_control(m) +
-                  "' is not valid UTF-8 (or holds U+FFFE or "
-                  "U+FFFF), which " +
+                  "' is not valid UTF-8 (or holds U+FFFE or U+FFFF), which " +
                   shared_->path.string() + " cannot hold for the PHP tool; give the text in UTF-8");
       }
       staged_.insert_or_assign(std::string(m), r);
