@@ -663,6 +663,20 @@ TEST_CASE("one file reached through symbolic links shares its holds, journal and
     }
   }
 
+  SECTION("one store follows a link that is pointed at another file") {
+    const auto other = dir / "real" / "other.xml";
+    write_file(other, sample("php_written.xml"));
+    XmlStateStore store(dir / "alias.xml");
+    auto first = store.begin().try_hold("vm-1");
+    REQUIRE(first);
+    fs::remove(dir / "alias.xml");
+    fs::create_symlink(other, dir / "alias.xml");
+    CHECK(store.runtime_dir() == fs::canonical(other).string() + ".d");
+    auto second = store.begin().try_hold("vm-1");  // other.xml's vm-1 is free
+    CHECK(second);
+    CHECK(fs::exists(fs::canonical(other).string() + ".d/machine.vm-1.lock"));
+    CHECK(!XmlStateStore(file).begin().try_hold("vm-1"));  // mama.xml's is still held
+  }
   SECTION("an explicit runtime directory is used as given") {
     XmlStoreOptions o;
     o.runtime_dir = dir / "elsewhere";
