@@ -137,4 +137,17 @@ inline std::string printable_job_text(std::string_view text, std::size_t max_byt
   return out + "...";
 }
 
+/// True when `text` is well-formed UTF-8 (no overlong forms, no surrogates, nothing past
+/// U+10FFFF, no truncated sequence) and has no U+FFFE or U+FFFF, which XML 1.0 does not allow:
+/// text that the PHP tool's XML reader can load.
+inline bool valid_utf8(std::string_view text) noexcept {
+  for (std::size_t i = 0; i < text.size();) {
+    char32_t cp = 0;
+    const std::size_t len = utf8_decode(text, i, cp);
+    if (len == 0 || cp == 0xfffe || cp == 0xffff) return false;
+    i += len;
+  }
+  return true;
+}
+
 }  // namespace mama::detail
