@@ -67,8 +67,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -125,6 +127,29 @@ struct PgStoreOptions {
   /// Called (from the hold's thread) when any hold of this store is lost: machine, reason.
   std::function<void(const std::string& machine, const std::string& reason)> on_lost;
 };
+
+/// `base` with the lease timings taken from the environment where set (whole milliseconds):
+/// MAMA_PG_HEARTBEAT_MS, MAMA_PG_DEADLINE_MS, MAMA_PG_GRACE_MS, MAMA_PG_MARGIN_MS. Throws
+/// mama::error (invalid_argument) naming the variable for a value that is not a positive number.
+inline PgStoreOptions pg_options_from_env(PgStoreOptions base = {}) {
+  const auto take = [](const char* name, int& into) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) return;
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(v, &end, 10);
+    if (errno || *end || n <= 0 || n > 3600 * 1000)
+      throw error(errc::invalid_argument,
+                  std::string(name) + "='" + detail::escape_control(v) +
+                      "' is not a number of milliseconds (1 to 3600000); fix or unset it");
+    into = static_cast<int>(n);
+  };
+  take("MAMA_PG_HEARTBEAT_MS", base.heartbeat_period_ms);
+  take("MAMA_PG_DEADLINE_MS", base.hold_deadline_ms);
+  take("MAMA_PG_GRACE_MS", base.kill_grace_ms);
+  take("MAMA_PG_MARGIN_MS", base.takeover_margin_ms);
+  return base;
+}
 
 namespace detail {
 
@@ -773,6 +798,10 @@ class PgStateStore {
 
     void stop_thread() noexcept {
       if (!thread.joinable()) return;
+      if (thread.get_id() == std::this_thread::get_id()) {
+        thread.detach();  // destroyed from its own callback: the thread ends right after
+        return;
+      }
       if (wake[1] >= 0) (void)!::write(wake[1], "s", 1);
       {
         std::lock_guard lock(mutex);
@@ -939,6 +968,8 @@ class PgStateStore {
       conn.reset();  // non-blocking: the Terminate is sent if it can be, never waited for
     }
 
+    // Reports the loss once. The callbacks run last and touch nothing of *this after them: a
+    // callback may destroy the hold (stop_thread then detaches this thread).
     void declare_lost(std::string reason) {
       std::function<void(std::string)> fn;
       {
@@ -949,12 +980,14 @@ class PgStateStore {
         fn = std::move(on_lost);
         conn.reset();
       }
+      auto store_fn = shared->options.on_lost;
+      const std::string m = machine;
       try {
-        if (fn) fn(reason);
+        if (store_fn) store_fn(m, reason);
       } catch (...) {
       }
       try {
-        if (shared->options.on_lost) shared->options.on_lost(machine, reason);
+        if (fn) fn(reason);
       } catch (...) {
       }
     }
@@ -1059,8 +1092,9 @@ class PgStateStore {
       if (::PQstatus(c.get()) != CONNECTION_OK)
         throw fail("cannot connect to", ::PQerrorMessage(c.get()));
       prepare(c.get(), for_hold);
-      if (for_hold) {
-        // The server must notice a dead client too: its keepalives free the lock.
+      {
+        // The server must notice a dead client too: its keepalives free a hold's lock, and the
+        // row locks of a transaction whose client was cut off.
         const std::string sql = "SET tcp_keepalives_idle = " + p.storage[0] +
                                 "; SET tcp_keepalives_interval = " + p.storage[1] +
                                 "; SET tcp_keepalives_count = " + p.storage[2] +

@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -707,6 +708,80 @@ TEST_CASE("a hold destroyed in a fork child leaves the parent's lock and session
   delete h;
   delete store;
   CHECK(lab.hold_backend("m") == 0);
+}
+
+namespace {
+// True when process `pid` is gone or a zombie (its threads all ended).
+bool dead(pid_t pid) {
+  const std::string stat = mama::test::read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || stat.size() < close + 3 || stat[close + 2] == 'Z' ||
+         stat[close + 2] == 'X';
+}
+}  // namespace
+
+TEST_CASE(
+    "a SIGKILLed claimer's job, tied to it by PR_SET_PDEATHSIG, dies before another host "
+    "may claim",
+    "[pg][lease][hosts]") {
+  PgLab lab;
+  lab.add_machine("m");
+  Pipe ready;
+  // The claimer starts its job as `mama run` must: in its own process group, with
+  // PR_SET_PDEATHSIG(SIGKILL) set in the child (and the parent checked after setting it), from
+  // the claimer's main thread (the signal follows the thread that forked).
+  Child claimer([&]() -> int {
+    PgStateStore store(lab.conninfo, lab.options);
+    mama::GuardOptions o;
+    o.on_event = [](const Event&) {};
+    mama::FakeProbe probe;
+    probe.set_host("host-a");
+    HostGuard g(store, "m", o, {}, probe);
+    const pid_t parent = ::getpid();
+    const pid_t job = ::fork();
+    if (job == 0) {
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);
+      ready.send('j');
+      for (;;) ::pause();
+    }
+    for (;;) ::pause();
+  });
+  REQUIRE(ready.receive() == 'j');
+  const std::string kids =
+      mama::test::read_file("/proc/" + std::to_string(claimer.pid()) + "/task/" +
+                            std::to_string(claimer.pid()) + "/children");
+  const pid_t job = std::stoi(kids);
+  REQUIRE_FALSE(dead(job));
+
+  std::atomic<long long> claimed_ms{-1};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread host_b([&] {
+    mama::FakeProbe probe_b;
+    probe_b.set_host("host-b");
+    mama::GuardOptions o;
+    o.on_event = [](const Event&) {};
+    o.poll_interval = 20ms;
+    o.timeout = 30s;
+    HostGuard g(PgStateStore(lab.conninfo, lab.options), "m", o, {}, probe_b);
+    claimed_ms = ms_since(t0);
+  });
+  claimer.kill_and_reap();
+  long long dead_ms = -1;
+  while (ms_since(t0) < 10000) {
+    if (dead(job)) {
+      dead_ms = ms_since(t0);
+      break;
+    }
+    ::usleep(1000);
+  }
+  host_b.join();
+  CHECK(dead_ms >= 0);
+  CHECK(claimed_ms.load() > dead_ms);
+  CHECK(claimed_ms.load() >= 0);
+  WARN("job dead " << dead_ms << " ms after the claimer's SIGKILL; host B claimed after "
+                   << claimed_ms.load() << " ms");
 }
 
 TEST_CASE("views read one snapshot without locks: they never block a claim", "[pg][read]") {
