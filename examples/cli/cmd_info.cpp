@@ -54,7 +54,7 @@ struct InfoArgs {
 
 template <class Store>
 int info_on(Context& ctx, Store& store, const InfoArgs& args) {
-  auto tx = store.begin();
+  auto tx = begin_view(store);
   const std::string name = resolve_machine(ctx, tx, args.machine);
   std::optional<MachineInfo> machine;
   for (auto& m : tx.machines())
