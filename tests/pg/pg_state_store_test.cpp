@@ -464,7 +464,7 @@ TEST_CASE("a holder confirms its hold and keeps it when its session is cut and c
     ::usleep(300 * 1000);
     const auto age = confirmed_age_ms(lab, "m");
     CHECK(age >= 0);
-    CHECK(age < 3 * lab.options.heartbeat_period_ms);
+    CHECK(age < 5 * lab.options.heartbeat_period_ms);
   }
 
   // The server ends A's session (a restart, a cut the server noticed): the lock is free for a
@@ -703,7 +703,7 @@ TEST_CASE("a hold destroyed in a fork child leaves the parent's lock and session
   CHECK(lab.record("m").token == "parent-token");
   { CHECK(store->begin_read().find("m")->token == "parent-token"); }
   ::usleep(3 * static_cast<useconds_t>(lab.options.heartbeat_period_ms) * 1000);
-  CHECK(confirmed_age_ms(lab, "m") < 2 * lab.options.heartbeat_period_ms);
+  CHECK(confirmed_age_ms(lab, "m") < 5 * lab.options.heartbeat_period_ms);
   CHECK_FALSE((*h)->lost());
   delete h;
   delete store;
@@ -782,6 +782,50 @@ TEST_CASE(
   CHECK(claimed_ms.load() >= 0);
   WARN("job dead " << dead_ms << " ms after the claimer's SIGKILL; host B claimed after "
                    << claimed_ms.load() << " ms");
+}
+
+TEST_CASE("a nested claim by a process of the job does not make the holder's hold lost",
+          "[pg][lease]") {
+  PgLab lab;
+  lab.add_machine("m");
+  using ProcGuard = mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, PgStateStore>;
+  std::atomic<int> lost{0};
+  mama::PgStoreOptions o = lab.options;
+  o.on_lost = [&](const std::string&, const std::string&) { ++lost; };
+  PgStateStore store(lab.conninfo, o);
+  mama::GuardOptions go;
+  go.on_event = [](const Event&) {};
+  go.job = "outer";
+  ProcGuard outer(store, "m", go);
+  Pipe nested, done;
+  // The job runs `mama run m` itself: a child process claims the machine inside the outer claim.
+  Child job([&]() -> int {
+    PgStateStore own(lab.conninfo, lab.options);
+    mama::GuardOptions gi;
+    gi.on_event = [](const Event&) {};
+    gi.job = "inner";
+    ProcGuard inner(own, "m", gi);
+    nested.send(inner.nested() ? 'n' : 'x');
+    done.receive();
+    return 0;
+  });
+  REQUIRE(nested.receive() == 'n');
+  CHECK(lab.record("m").job == "inner");
+  // Heartbeats see the inner token, and so does a reconnection after the session is cut.
+  ::usleep(4 * static_cast<useconds_t>(lab.options.heartbeat_period_ms) * 1000);
+  const int first = lab.hold_backend("m");
+  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
+  ::usleep(static_cast<useconds_t>(lab.options.hold_deadline_ms) * 1000);
+  CHECK(lab.hold_backend("m") != 0);
+  CHECK(lab.hold_backend("m") != first);
+  CHECK(lost.load() == 0);
+  done.send('d');
+  CHECK(job.wait() == 0);
+  CHECK(lab.record("m").token == outer.token());  // the inner release put the outer back
+  ::usleep(3 * static_cast<useconds_t>(lab.options.heartbeat_period_ms) * 1000);
+  CHECK(lost.load() == 0);
+  outer.release();
+  CHECK(lab.record("m").idle());
 }
 
 TEST_CASE("views read one snapshot without locks: they never block a claim", "[pg][read]") {
