@@ -132,7 +132,7 @@ int agent(const std::string& conninfo, const std::string& name, const std::strin
       ::_exit(0);
     }
     ::setpgid(job, job);
-    log.line_at(start, "start " + std::to_string(job));
+    log.line_at(start, "start " + std::to_string(job) + " " + std::to_string(job_ms));
     std::string outcome = "ok";
     int status = 0;
     for (;;) {
@@ -258,18 +258,33 @@ int drive(const std::string& conninfo, int seconds, const std::string& ns_h,
     Fault f;
     f.kind = kinds[std::uniform_int_distribution<int>(0, 3)(rng)];
     f.long_cut = std::uniform_int_distribution<int>(0, 2)(rng) == 0;  // a third long
-    if (f.long_cut) {
-      // Most long cuts hit a running job (the case that matters), at a random point of it;
-      // the others land wherever the holder is (claiming, releasing, idle).
-      const bool in_job = std::uniform_int_distribution<int>(0, 3)(rng) != 0;
+    // Where the cut lands: a quarter of all cuts at the job's end (so the release runs into it),
+    // most other long cuts inside a running job (the case that matters) at a random point of
+    // it; the rest wherever the holder is (claiming, releasing, idle).
+    const int aim = std::uniform_int_distribution<int>(0, 3)(rng);
+    if (aim == 0 || (f.long_cut && aim != 1)) {
       const long long give_up = now_ns() + 10 * 1000000000LL;
-      while (in_job && now_ns() < give_up) {
+      Event started{};
+      while (now_ns() < give_up) {
         const auto ev = read_log(dir + "/nf-holder.log", "h");
-        if (!ev.empty() && ev.back().what == "start") break;
+        if (!ev.empty() && ev.back().what == "start") {
+          started = ev.back();
+          break;
+        }
         std::this_thread::sleep_for(20ms);
       }
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 1000)(rng)));
+      if (aim == 0 && started.t > 0) {
+        // The job's planned end, minus a little: the cut begins as the holder releases.
+        std::istringstream rs(started.rest);
+        int pid = 0, planned_ms = 0;
+        rs >> pid >> planned_ms;
+        const long long at = started.t + planned_ms * 1000000LL -
+                             std::uniform_int_distribution<int>(0, 30)(rng) * 1000000LL;
+        while (now_ns() < at) std::this_thread::sleep_for(1ms);
+      } else {
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 1000)(rng)));
+      }
     }
     const int ms = f.long_cut
                        ? std::uniform_int_distribution<int>(deadline + 500, deadline + 3000)(rng)
@@ -415,6 +430,11 @@ int drive(const std::string& conninfo, int seconds, const std::string& ns_h,
       if (e.what == "end") phase = "release";
       if (e.what == "released") phase = "idle";
     }
+    // A job that ended normally while the link was cut: its release ran into the cut.
+    for (const auto& e : hev)
+      if (e.what == "end" && e.t >= f.start && e.t <= f.end &&
+          e.rest.find(" ok") != std::string::npos)
+        phase = "release";
     ++phase_count[phase];
   }
   int short_faults = 0, long_faults = 0;
