@@ -28,6 +28,10 @@ mkdir -p "$work"
 
 cleanup() {
   MAMA_PG_HOST=10.231.0.1 ip netns exec "$ns_s" sh "$start" --stop "$work/server" >/dev/null 2>&1 || true
+  # Processes left in our namespaces (agents of a driver that died) end with them.
+  for ns in "$ns_h" "$ns_s"; do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  done
   ip netns del "$ns_h" 2>/dev/null || true
   ip netns del "$ns_s" 2>/dev/null || true
 }

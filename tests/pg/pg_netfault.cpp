@@ -462,6 +462,8 @@ int drive(const std::string& conninfo, int seconds, const std::string& ns_h,
   const bool ok = overlaps == 0 && unfinished == 0 && lost_unexplained == 0 && holder_again &&
                   waiter_again && WIFEXITED(st_h) && WIFEXITED(st_w) && !jobs.empty() &&
                   faults.size() >= 3;
+  if (faults.size() < 3 || jobs.empty())
+    std::cout << "too few faults or jobs to show anything: run longer (MAMA_NETFAULT_SECONDS)\n";
   std::cout << (ok ? "PASS" : "FAIL") << "\n";
   return ok ? 0 : 1;
 }
