@@ -802,11 +802,11 @@ class PgStateStore {
         thread.detach();  // destroyed from its own callback: the thread ends right after
         return;
       }
-      if (wake[1] >= 0) (void)!::write(wake[1], "s", 1);
       {
         std::lock_guard lock(mutex);
         beating = false;
       }
+      if (wake[1] >= 0) (void)!::write(wake[1], "s", 1);  // after: a woken thread sees the stop
       thread.join();
     }
 
