@@ -1,19 +1,28 @@
-// examples/cli/cmd_run.cpp — `mama run <machine> [--job TEXT] [--timeout SEC] -- CMD [ARG...]`:
-// claim the machine with a JobGuard (waiting, clearing stale jobs), run CMD, release, and exit
-// with CMD's status.
+// examples/cli/cmd_run.cpp — `mama run <machine> [--job TEXT] [--timeout SEC] [--kill-grace SEC]
+// -- CMD [ARG...]`: claim the machine with a StaleJobGuard (waiting, clearing stale jobs), run
+// CMD in a process group of its own (job_process.hpp), end what it leaves behind, release, and
+// exit with CMD's status.
 //
-// CMD inherits the machine's hold (the claim's kernel lock), so the machine stays busy while CMD
-// runs even if `mama run` itself is killed with SIGKILL. SIGINT, SIGTERM and SIGHUP sent to
-// `mama run` are passed on to CMD; `mama run` then waits for CMD and releases the machine.
-#include <signal.h>
+// The record names CMD, not `mama run`: after the claim the child is forked, recorded with
+// guard.hand_over (PID and start time), and only then lets CMD exec. CMD inherits the machine's
+// hold (with mama.xml, the claim's kernel lock), so the machine stays busy while CMD runs even
+// if `mama run` itself is killed with SIGKILL, and the PHP tool's `ps -p job_pid` sees CMD alive.
+// With a server-kept hold (PostgreSQL), the hold is `mama run`'s session: CMD gets
+// PR_SET_PDEATHSIG(SIGKILL) so that it never outlives `mama run`. When the store reports the
+// hold lost, the job's group is ended and `mama run` exits with exit_status::hold_lost.
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <memory>
+#include <mutex>
+#include <type_traits>
 
 #include "cli.hpp"
+#include "job_process.hpp"
 
 namespace mama::cli {
 
@@ -23,45 +32,9 @@ struct RunArgs {
   std::string machine;
   std::string job;
   std::string timeout;
+  std::string kill_grace;
   std::vector<std::string> command;
 };
-
-constexpr int forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP};
-
-volatile sig_atomic_t child_pid = 0;  // 0: no command yet (a signal ends `mama run` as usual)
-
-void forward_signal(int sig, siginfo_t* info, void*) {
-  const pid_t child = child_pid;
-  if (child <= 0) {
-    // Still claiming: no job to pass it to. Die of it as if we had no handler.
-    ::signal(sig, SIG_DFL);
-    ::raise(sig);
-    return;
-  }
-  // A terminal's ^C reaches the whole foreground process group, CMD included: do not send it
-  // twice. Signals from kill(2) (SI_USER) and others are passed on.
-  if (info && info->si_code == SI_KERNEL) return;
-  ::kill(child, sig);
-}
-
-void set_forwarding(bool on) {
-  struct sigaction sa {};
-  sigemptyset(&sa.sa_mask);
-  if (on) {
-    sa.sa_sigaction = forward_signal;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  } else {
-    sa.sa_handler = SIG_DFL;
-  }
-  for (int sig : forwarded_signals) ::sigaction(sig, &sa, nullptr);
-}
-
-sigset_t forwarded_set() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : forwarded_signals) sigaddset(&set, sig);
-  return set;
-}
 
 std::string default_job_text(const std::vector<std::string>& command) {
   std::string text;
@@ -73,52 +46,47 @@ std::string default_job_text(const std::vector<std::string>& command) {
   return text;
 }
 
-// Forks and execs `command`; returns its raw wait status, or -errno when it could not be run.
-int run_command(const std::vector<std::string>& command) {
-  std::vector<char*> argv;
-  for (const auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-
-  int report[2];  // the child writes exec's errno here; closed on a successful exec
-  if (::pipe2(report, O_CLOEXEC) != 0) throw_errno("cannot create a pipe to start the command");
-  const sigset_t set = forwarded_set();
-  sigset_t old;
-  ::sigprocmask(SIG_BLOCK, &set, &old);  // until child_pid is known
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int saved = errno;
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
-    ::close(report[0]);
-    ::close(report[1]);
-    errno = saved;
-    throw_errno("cannot start the command (fork)");
-  }
-  if (pid == 0) {
-    set_forwarding(false);
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
-    ::close(report[0]);
-    ::execvp(argv[0], argv.data());
-    const int e = errno;
-    [[maybe_unused]] auto n = ::write(report[1], &e, sizeof e);
-    ::_exit(exit_status::cannot_execute);
-  }
-  child_pid = pid;
-  ::sigprocmask(SIG_SETMASK, &old, nullptr);
-  ::close(report[1]);
-  int exec_errno = 0;
-  ssize_t got;
-  do got = ::read(report[0], &exec_errno, sizeof exec_errno);
-  while (got < 0 && errno == EINTR);
-  ::close(report[0]);
-
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  ::sigprocmask(SIG_BLOCK, &set, nullptr);  // the child is reaped: its PID is no longer ours
-  child_pid = 0;
-  if (got == static_cast<ssize_t>(sizeof exec_errno)) return -exec_errno;
-  return status;
+// Until the guard has them (coordinator's API): hand_over and on_lost when present.
+template <class Guard>
+void hand_over_to(Guard& guard, ProcessIdentity who) {
+  if constexpr (requires { guard.hand_over(who); }) guard.hand_over(who);
 }
+template <class Options, class F>
+void set_on_lost(Options& options, F&& fn) {
+  if constexpr (requires { options.on_lost = fn; }) options.on_lost = std::forward<F>(fn);
+}
+template <class Guard>
+bool guard_lost(const Guard& guard) {
+  if constexpr (requires { guard.lost(); })
+    return guard.lost();
+  else
+    return false;
+}
+
+// What the hold-lost callback (another thread) tells the waiting loop: an eventfd it writes to,
+// and the reason.
+struct LostSignal {
+  int fd = -1;
+  std::mutex mutex;
+  std::string reason;
+  LostSignal() {
+    fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw_errno("cannot create an eventfd");
+  }
+  ~LostSignal() { ::close(fd); }
+  void raise(std::string_view why) {
+    {
+      std::lock_guard lock(mutex);
+      reason = why;
+    }
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+  }
+  std::string why() {
+    std::lock_guard lock(mutex);
+    return reason.empty() ? std::string("the store gave no reason") : reason;
+  }
+};
 
 template <class Store>
 int run_on(Context& ctx, Store& store, const RunArgs& args) {
@@ -127,27 +95,54 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
     auto tx = store.begin();
     name = resolve_machine(ctx, tx, args.machine);
   }
+  auto lost = std::make_shared<LostSignal>();
   GuardOptions options;
   options.job = args.job.empty() ? default_job_text(args.command) : args.job;
   if (!args.timeout.empty()) options.timeout = parse_seconds(args.timeout);
   options.stale_after = ctx.stale_after();
   options.on_event = ctx.handler();
+  set_on_lost(options, [lost](std::string_view why) { lost->raise(why); });
 
-  set_forwarding(true);  // before the claim: a signal while waiting still ends mama at once
+  // While claiming, SIGINT, SIGTERM and SIGHUP end `mama run` at once (default dispositions).
   StaleJobGuard<SystemClock, ProcProbe, Store> guard(store, name, std::move(options), ctx.clock,
                                                      ctx.probe);
   ctx.reporter.end_line();
 
-  const int status = run_command(args.command);
-  guard.release();  // errors: mama::error, exit status 1 (the job's record reads as stale)
-  set_forwarding(false);
-
-  if (status < 0) {
+  JobProcess::Options jo;
+  if (!args.kill_grace.empty()) jo.kill_grace = parse_seconds(args.kill_grace);
+  // A hold kept by a server for our session ends when we die: the command must not outlive it.
+  // The mama.xml hold is a lock the command inherits: it keeps the machine busy on its own.
+  jo.die_with_parent = !std::is_same_v<Store, XmlStateStore>;
+  jo.on_stop = [&] {
+    std::cerr << "mama: lost the hold on machine " << esc(name) << ": " << esc(lost->why())
+              << "; stopping the job\n"
+              << std::flush;
+  };
+  JobProcess job(args.command, jo);
+  try {
+    hand_over_to(guard, ProcessIdentity{job.pid(), job.start_ticks()});
+  } catch (...) {
+    job.abandon();
+    throw;
+  }
+  if (guard_lost(guard)) {
+    job.abandon();
+    jo.on_stop();
+    guard.release();
+    return exit_status::hold_lost;
+  }
+  if (const int exec_errno = job.go()) {
+    guard.release();
     std::cerr << "mama: cannot run '" << esc(args.command.front())
-              << "': " << std::strerror(-status) << "; check the command name and PATH (machine "
+              << "': " << std::strerror(exec_errno) << "; check the command name and PATH (machine "
               << esc(name) << " was released)\n";
     return exit_status::cannot_execute;
   }
+  job.watch_stop_fd(lost->fd);
+  const int status = job.wait();
+  // From here a SIGINT, SIGTERM or SIGHUP abandons the release and ends `mama run` at once.
+  guard.release();  // errors: mama::error, exit status 1 (the job's record reads as stale)
+  if (job.stopped()) return exit_status::hold_lost;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return exit_status::failure;
@@ -173,6 +168,11 @@ void add_run_command(CLI::App& app, Context& ctx, Action& selected) {
       ->type_name("TEXT");
   cmd->add_option("--timeout", args->timeout,
                   "Give up waiting for the machine after SEC seconds (exit status 3)")
+      ->type_name("SEC")
+      ->check(seconds_validator(true));
+  cmd->add_option("--kill-grace", args->kill_grace,
+                  "When the command ends, the seconds its leftover processes get between SIGTERM "
+                  "and SIGKILL (default 10)")
       ->type_name("SEC")
       ->check(seconds_validator(true));
   add_stale_after_option(*cmd, ctx);

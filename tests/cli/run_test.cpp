@@ -1,0 +1,147 @@
+// tests/cli/run_test.cpp — `mama run` and the processes of a job (issue 12), with the real
+// binary, real process groups and real signals: leftovers of the command are ended (case 4), a
+// signal reaches the whole group, a second interruption while ending or releasing exits at once.
+#include <sys/file.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <mama/xml_state_store.hpp>
+
+#include "run_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mama::test::eventually;
+using mama::test::group_exists;
+using mama::test::pid_from;
+using mama::test::process_exists;
+using mama::test::read_file;
+using mama::test::RunLab;
+using mama::test::RunningMama;
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+TEST_CASE("the command runs in its own process group; what it leaves there is ended",
+          "[run][group]") {
+  RunLab lab;
+  const std::string cmd_pid = lab.path("cmd.pid"), bg_pid = lab.path("bg.pid");
+  RunningMama run(
+      lab, {"run", "m", "--job", "leaves a child", "--", "sh", "-c",
+            "echo $$ > " + cmd_pid + "; sleep 300 & echo $! > " + bg_pid + "; exec sleep 1"});
+  const pid_t cmd = pid_from(cmd_pid), bg = pid_from(bg_pid);
+  mama::test::KillAtExit cleanup{{cmd, bg}};
+  REQUIRE(cmd > 0);
+  REQUIRE(bg > 0);
+  CHECK(::getpgid(cmd) == cmd);  // a group of its own, led by the command
+  CHECK(::getpgid(bg) == cmd);
+  CHECK(::getpgid(run.pid()) != cmd);
+
+  const auto status = run.exited_within(20s);
+  REQUIRE(status);
+  CHECK(*status == 0);
+  CHECK_FALSE(process_exists(bg));  // ended (SIGTERM) and reaped by mama run, its subreaper
+  CHECK_FALSE(group_exists(cmd));
+  CHECK(run.err().find("left processes behind in its group " + std::to_string(cmd)) !=
+        std::string::npos);
+  CHECK(lab.field("job").empty());  // released
+}
+
+TEST_CASE("SIGTERM to mama run reaches every process of the job; the machine is released",
+          "[run][group]") {
+  RunLab lab;
+  const std::string cmd_pid = lab.path("cmd.pid"), bg_pid = lab.path("bg.pid");
+  RunningMama run(lab, {"run", "m", "--job", "waits for a child", "--", "sh", "-c",
+                        "echo $$ > " + cmd_pid + "; sleep 300 & echo $! > " + bg_pid + "; wait"});
+  const pid_t cmd = pid_from(cmd_pid), bg = pid_from(bg_pid);
+  mama::test::KillAtExit cleanup{{cmd, bg}};
+  REQUIRE(bg > 0);
+  run.signal(SIGTERM);
+  const auto status = run.exited_within(20s);
+  REQUIRE(status);
+  CHECK(*status == 128 + SIGTERM);
+  CHECK_FALSE(process_exists(bg));
+  CHECK_FALSE(group_exists(cmd));
+  CHECK(lab.field("job").empty());
+  CHECK(lab.run({"list"}).out.find("waits for a child") == std::string::npos);
+}
+
+TEST_CASE("a leftover that ignores SIGTERM is killed after --kill-grace", "[run][group]") {
+  RunLab lab;
+  const std::string bg_pid = lab.path("bg.pid");
+  const auto begin = std::chrono::steady_clock::now();
+  RunningMama run(lab, {"run", "m", "--kill-grace", "1.5", "--", "sh", "-c",
+                        "trap '' TERM; sleep 300 & echo $! > " + bg_pid + "; exit 3"});
+  const pid_t bg = pid_from(bg_pid);
+  mama::test::KillAtExit cleanup{{bg}};
+  REQUIRE(bg > 0);
+  const auto status = run.exited_within(20s);
+  REQUIRE(status);
+  CHECK(*status == 3);  // the command's own status, not the leftover's
+  const double took = seconds_since(begin);
+  CHECK(took >= 1.5);
+  CHECK(took < 8);
+  CHECK_FALSE(process_exists(bg));
+  CHECK(lab.field("job").empty());
+}
+
+TEST_CASE("a second interruption while mama run ends the job exits at once", "[run][signals]") {
+  RunLab lab;
+  const std::string cmd_pid = lab.path("cmd.pid"), bg_pid = lab.path("bg.pid");
+  RunningMama run(lab, {"run", "m", "--job", "stubborn", "--", "sh", "-c",
+                        "trap '' TERM; echo $$ > " + cmd_pid + "; sleep 300 & echo $! > " + bg_pid +
+                            "; exit 0"});
+  const pid_t cmd = pid_from(cmd_pid), bg = pid_from(bg_pid);
+  mama::test::KillAtExit cleanup{{cmd, bg}};
+  REQUIRE(bg > 0);
+  // The command is gone; its leftover ignores SIGTERM, so mama run sits in the grace period.
+  REQUIRE(eventually([&] { return !process_exists(cmd); }));
+  CHECK_FALSE(run.exited_within(500ms));
+  const auto sent = std::chrono::steady_clock::now();
+  run.signal(SIGINT);
+  const auto status = run.exited_within(5s);
+  REQUIRE(status);
+  CHECK(*status == 128 + SIGINT);
+  CHECK(seconds_since(sent) < 2);
+  // SIGKILLed on the way out (then reaped by whoever inherits it).
+  CHECK(eventually([&] { return !process_exists(bg); }, 2s));
+  CHECK(run.err().find("interrupted while ending the job") != std::string::npos);
+  // Not released, but its lock died with it: the next run clears the stale job and runs.
+  CHECK(lab.field("job") == "stubborn");
+  const auto next = lab.run({"run", "m", "--timeout", "5", "--", "true"});
+  CHECK(next.status == 0);
+  CHECK(next.err.find("Detected stale job: stubborn") != std::string::npos);
+}
+
+TEST_CASE("SIGINT while mama run waits to save its release exits at once", "[run][signals]") {
+  RunLab lab;
+  const std::string ready = lab.path("ready"), go = lab.path("go"), locked = lab.path("locked");
+  RunningMama run(lab, {"run", "m", "--job", "releasing", "--", "sh", "-c",
+                        "echo > " + ready + "; while [ ! -e " + go + " ]; do sleep 0.02; done"});
+  REQUIRE(eventually([&] { return std::filesystem::exists(ready); }));
+  // Another process holds the state file's lock: the release has to wait for it.
+  mama::test::Child holder([&] {
+    mama::XmlStateStore store(lab.file);
+    auto tx = store.begin();
+    mama::test::write_file(locked, "1");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(eventually([&] { return std::filesystem::exists(locked); }));
+  mama::test::write_file(go, "1");
+  CHECK_FALSE(run.exited_within(700ms));  // blocked in the release
+  const auto sent = std::chrono::steady_clock::now();
+  run.signal(SIGINT);
+  const auto status = run.exited_within(5s);
+  REQUIRE(status);
+  CHECK(*status == 128 + SIGINT);
+  CHECK(seconds_since(sent) < 2);
+  holder.kill_and_reap();
+  const auto next = lab.run({"run", "m", "--timeout", "5", "--", "true"});
+  CHECK(next.status == 0);
+  CHECK(next.err.find("Detected stale job: releasing") != std::string::npos);
+}
