@@ -10,6 +10,9 @@
 // With a server-kept hold (PostgreSQL), the hold is `mama run`'s session: CMD gets
 // PR_SET_PDEATHSIG(SIGKILL) so that it never outlives `mama run`. When the store reports the
 // hold lost, the job's group is ended and `mama run` exits with exit_status::hold_lost.
+//
+// An explicit --job must be UTF-8 without control characters (refused before anything is
+// opened or waited for); the default job text, the command line, is escaped instead.
 #include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,13 +39,65 @@ struct RunArgs {
   std::vector<std::string> command;
 };
 
-std::string default_job_text(const std::vector<std::string>& command) {
-  std::string text;
-  for (const auto& arg : command) {
-    if (!text.empty()) text += ' ';
-    text += arg;
+// Why `text` cannot be a job text the PHP tool reads back (SimpleXML refuses invalid UTF-8 and
+// XML 1.0 has no control characters), or nullopt when it can.
+std::optional<std::string> text_problem(std::string_view text) {
+  const auto at = [&](std::size_t i, const char* what) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "byte %zu (0x%02x) %s", i + 1,
+                  static_cast<unsigned>(static_cast<unsigned char>(text[i])), what);
+    return std::string(buf);
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) return at(i, "is a control character");
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    char32_t cp = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return at(i, "is not valid UTF-8");
+    }
+    if (i + len > text.size()) return at(i, "starts a cut UTF-8 character");
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc & 0xc0) != 0x80) return at(i, "is not valid UTF-8");
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    const bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe || cp == 0xffff)
+      return at(i, "is not valid UTF-8");
+    if (cp >= 0x80 && cp <= 0x9f) return at(i, "starts a control character (C1)");
+    i += len;
   }
-  if (text.size() > 200) text = text.substr(0, 197) + "...";
+  return std::nullopt;
+}
+
+// The command line as a job text: control characters and bytes that are not UTF-8 written as
+// visible escapes (\e, \xe9), at most 200 bytes, cut between two characters.
+std::string default_job_text(const std::vector<std::string>& command) {
+  std::string line;
+  for (const auto& arg : command) {
+    if (!line.empty()) line += ' ';
+    line += arg;
+  }
+  std::string text = detail::escape_control(line);
+  if (text.size() > 200) {
+    std::size_t cut = 197;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+    text = text.substr(0, cut) + "...";
+  }
   return text;
 }
 
@@ -149,6 +204,13 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
 }
 
 int run_run(Context& ctx, const RunArgs& args) {
+  // Checked before the store is opened and before any waiting: a text the PHP tool cannot read
+  // back must never reach the file, and must not be found out hours later.
+  if (!args.job.empty())
+    if (const auto problem = text_problem(args.job))
+      throw error(errc::invalid_argument,
+                  "--job '" + esc(args.job) + "' cannot be stored: " + *problem +
+                      "; give the job text as UTF-8 without control characters");
   return ctx.with_store([&](auto& store) { return run_on(ctx, store, args); });
 }
 

@@ -105,3 +105,16 @@ TEST_CASE("case 4: a job process that left the group keeps the machine busy, to 
   const auto next = lab.run({"run", "m", "--timeout", "5", "--", "true"});
   CHECK(next.status == 0);
 }
+
+TEST_CASE("case 5: while a job with odd bytes in its command line runs, SimpleXML loads the file",
+          "[php][run][text]") {
+  RunLab lab;
+  std::string euros;
+  for (int i = 0; i < 90; ++i) euros += "\xe2\x82\xac";
+  // The command is the PHP tool's loader itself, run while the job holds the machine.
+  const auto r = lab.run({"run", "m", "--", MAMA_PHP, MAMA_PHP_TOOL, php_src(), lab.file.string(),
+                          "load", "caf\xe9", "\x1b]0;title\x07", euros});
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "ok\n");
+}

@@ -1,6 +1,7 @@
 // tests/cli/run_test.cpp — `mama run` and the processes of a job (issue 12), with the real
 // binary, real process groups and real signals: leftovers of the command are ended (case 4), a
-// signal reaches the whole group, a second interruption while ending or releasing exits at once.
+// signal reaches the whole group, a second interruption while ending or releasing exits at once,
+// and job text the PHP tool could not read back never reaches the file (case 5).
 #include <sys/file.h>
 
 #include <catch2/catch.hpp>
@@ -144,4 +145,54 @@ TEST_CASE("SIGINT while mama run waits to save its release exits at once", "[run
   const auto next = lab.run({"run", "m", "--timeout", "5", "--", "true"});
   CHECK(next.status == 0);
   CHECK(next.err.find("Detected stale job: releasing") != std::string::npos);
+}
+
+TEST_CASE("--job that is not UTF-8 text is refused before any waiting", "[run][text]") {
+  // A live job holds the machine: a run that got past the check would wait for it.
+  mama::test::Child holder([] {
+    ::pause();
+    return 0;
+  });
+  RunLab lab(mama::test::one_machine_lab("busy job", std::to_string(holder.pid())));
+  const std::string before = lab.content();
+  for (const std::string& job : {std::string("caf\xe9"), std::string("red \x1b[31malert"),
+                                 std::string("c1 \xc2\x9b here"), std::string("half \xe2\x82")}) {
+    INFO(job);
+    const auto begin = std::chrono::steady_clock::now();
+    const auto r = lab.run({"run", "m", "--job", job, "--timeout", "5", "--", "true"});
+    CHECK(r.status == 2);
+    CHECK(seconds_since(begin) < 2);
+    CHECK(r.err.starts_with("mama: --job '"));
+    CHECK(r.err.find("UTF-8 without control characters") != std::string::npos);
+    CHECK(r.err.find('\x1b') == std::string::npos);
+    CHECK(mama::test::valid_utf8(r.err));
+    CHECK(lab.content() == before);
+  }
+  CHECK_FALSE(std::filesystem::exists(lab.dir / "mama.xml.d"));  // the file was not even opened
+}
+
+TEST_CASE(
+    "the default job text is the command line made readable: escaped, cut between "
+    "characters",
+    "[run][text]") {
+  RunLab lab;
+  const std::string copy = lab.path("copy.xml");
+  std::vector<std::string> args{
+      "run", "m",       "--",      "sh", "-c", "cp \"$0\" \"$1\"", lab.file.string(),
+      copy,  "caf\xe9", "\x1b[31m"};
+  // Euro signs (3 bytes each), so that the 200-byte limit falls inside one for some padding.
+  std::string line;
+  for (std::size_t i = 3; i < args.size(); ++i) line += (i > 3 ? " " : "") + args[i];
+  const std::size_t escaped_prefix = line.size() + 3 /* \xe9 */ + 1 /* \e */ + 1;
+  std::string euros(std::string::size_type((197 - escaped_prefix) % 3 == 0 ? 1 : 0), 'a');
+  for (int i = 0; i < 80; ++i) euros += "\xe2\x82\xac";
+  args.push_back(euros);
+  const auto r = lab.run(args);
+  REQUIRE(r.status == 0);
+  const std::string stored = RunLab::field_of(read_file(copy), "job");
+  CHECK(mama::test::valid_utf8(stored));
+  CHECK(stored.find("caf\\xe9 \\e[31m") != std::string::npos);
+  CHECK(stored.ends_with("\xe2\x82\xac..."));
+  CHECK(stored.size() <= 200);
+  CHECK(lab.field("job").empty());
 }
