@@ -196,3 +196,54 @@ TEST_CASE(
   CHECK(stored.size() <= 200);
   CHECK(lab.field("job").empty());
 }
+
+TEST_CASE("bytes from the file reach the terminal only escaped: ESC, C1, invalid UTF-8, bidi",
+          "[cli][escape]") {
+  // A live holder on another host (so that the reason names the host) and a stale job.
+  mama::test::Child holder([] {
+    ::pause();
+    return 0;
+  });
+  const std::string evil =
+      "\x1b]0;title\x07 \x1b[2J \xc2\x9b"
+      "31m \x9b lone \xe2\x80\xae desrever";
+  const std::string machines =
+      "  <machine>\n    <name>busy" + evil +
+      "</name>\n    <mac>52:54:00:00:00:01</mac>\n"
+      "    <job>job " +
+      evil + "</job>\n    <job_pid>" + std::to_string(holder.pid()) +
+      "</job_pid>\n    <job_timestamp>1763047845</job_timestamp>\n    <job_host>host" + evil +
+      "</job_host>\n  </machine>\n"
+      "  <machine>\n    <name>stale" +
+      evil +
+      "</name>\n    <mac>52:54:00:00:00:02</mac>\n"
+      "    <job>old " +
+      evil + "</job>\n    <job_pid>4194305</job_pid>\n  </machine>\n";
+  RunLab lab("<?xml version=\"1.0\"?>\n<settings>\n" + machines + "</settings>\n");
+  const std::string log = lab.path("audit.log");
+  const auto clean = [](const mama::test::RunResult& r) {
+    for (const std::string* text : {&r.out, &r.err}) {
+      INFO(*text);
+      CHECK(text->find('\x1b') == std::string::npos);
+      CHECK(text->find('\x07') == std::string::npos);
+      CHECK(text->find('\x9b') == std::string::npos);          // C1 CSI, alone or in UTF-8
+      CHECK(text->find("\xe2\x80\xae") == std::string::npos);  // RIGHT-TO-LEFT OVERRIDE
+      CHECK(mama::test::valid_utf8(*text));
+    }
+    CHECK((r.out + r.err).find("\\e") != std::string::npos);  // shown, as an escape
+  };
+  const std::vector<std::string> audit{"MAMA_AUDIT_LOG=" + log};
+  SECTION("list, info") {
+    clean(lab.run({"list"}, audit));
+    clean(lab.run({"info", "52:54:00:00:00:01"}, audit));
+    clean(lab.run({"info", "52:54:00:00:00:02"}, audit));
+  }
+  SECTION("wait and run status lines, clear, stats") {
+    clean(lab.run({"wait", "52:54:00:00:00:01", "--timeout", "0.2"}, audit));
+    clean(lab.run({"run", "52:54:00:00:00:01", "--timeout", "0.2", "--", "true"}, audit));
+    clean(lab.run({"clear", "52:54:00:00:00:01"}, audit));
+    clean(lab.run({"clear", "52:54:00:00:00:02"}, audit));
+    clean(lab.run({"clear", "52:54:00:00:00:01", "--force"}, audit));
+    clean(lab.run({"stats"}, audit));
+  }
+}
