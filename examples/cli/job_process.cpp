@@ -55,8 +55,7 @@ void install_handlers() {
   sigfillset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
   for (int sig : passed_on) ::sigaction(sig, &sa, nullptr);
-  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-  ::sigaction(SIGCHLD, &sa, nullptr);
+  ::sigaction(SIGCHLD, &sa, nullptr);  // also when the command stops (^Z)
 }
 
 void restore_handlers() {
@@ -149,6 +148,7 @@ JobProcess::JobProcess(const std::vector<std::string>& command, Options options)
   if (foreground) {
     set_terminal_group(tty_fd_, pid);
     gave_terminal_ = true;
+    terminal_job_ = true;
   }
 }
 
@@ -207,28 +207,52 @@ void JobProcess::take_terminal_back() noexcept {
 void JobProcess::reap_children() {
   for (;;) {
     int status = 0;
-    const pid_t got = ::waitpid(-1, &status, WNOHANG);
+    const pid_t got = ::waitpid(-1, &status, WNOHANG | WUNTRACED);
     if (got <= 0) return;
-    if (got == pid_) status_ = status;
+    if (got != pid_) continue;
+    if (WIFSTOPPED(status)) {
+      if (terminal_job_ && g_phase == running) suspend_with_job();
+      continue;
+    }
+    status_ = status;
   }
+}
+
+// ^Z on the terminal stopped the job's group, and only it: stop `mama run`'s own group as well,
+// so that the shell sees its job stopped and takes the terminal back; when continued (`fg`),
+// give the terminal back to the job and continue it. (In an orphaned group, as under a shell
+// without job control, the kernel discards the stop and the job simply goes on.)
+void JobProcess::suspend_with_job() {
+  take_terminal_back();
+  ::kill(0, SIGTSTP);
+  // Continued (or the stop was discarded).
+  if (tty_fd_ >= 0 && ::tcgetpgrp(tty_fd_) == own_pgrp_) {
+    set_terminal_group(tty_fd_, pid_);
+    gave_terminal_ = true;
+  }
+  ::kill(-pid_, SIGCONT);
 }
 
 int JobProcess::wait() {
   using clock = std::chrono::steady_clock;
-  bool is_ending = false, killed = false, stop_seen = false;
+  bool is_ending = false, term_sent = false, killed = false, stop_seen = false;
   clock::time_point deadline{};
   const auto begin_ending = [&](int sig) {
     is_ending = true;
     g_phase = ending;
     if (sig) ::kill(-pid_, sig);
-    if (sig == SIGTERM) ::kill(-pid_, SIGCONT);  // a stopped process acts on SIGTERM only then
+    if (sig == SIGTERM) {
+      term_sent = true;
+      ::kill(-pid_, SIGCONT);  // a stopped process acts on SIGTERM only then
+    }
     deadline = clock::now() + options_.kill_grace;
   };
 
   reap_children();
   for (;;) {
-    if (status_ && !is_ending) {
-      // The command is done. Whatever it left in its group is ended now.
+    if (status_ && !term_sent) {
+      // The command is done. Whatever it left in its group is ended now (also after a passed-on
+      // signal that the leftovers ignored).
       take_terminal_back();
       if (!group_gone(pid_)) {
         std::cerr << "mama: the command left processes behind in its group " << pid_
@@ -279,8 +303,8 @@ int JobProcess::wait() {
       if (!is_ending) {
         take_terminal_back();
         if (options_.on_stop) options_.on_stop();
-        begin_ending(SIGTERM);
       }
+      if (!term_sent) begin_ending(SIGTERM);
     }
     reap_children();
   }

@@ -4,7 +4,8 @@
 // The command runs in a process group of its own (setpgid in the child and in the parent, as a
 // shell does). When `mama run` is the foreground of a terminal, the group gets the terminal, so
 // ^C reaches every process of the job and not `mama run`; the terminal is taken back when the
-// command ends. `mama run` is a child subreaper (PR_SET_CHILD_SUBREAPER): job processes whose
+// command ends. A ^Z that stops the job stops `mama run` too (the shell's job), and `fg`
+// continues both with the terminal given back to the job. `mama run` is a child subreaper (PR_SET_CHILD_SUBREAPER): job processes whose
 // parent dies are reparented to it and reaped. SIGINT, SIGTERM and SIGHUP sent to `mama run`
 // are passed on to the whole group (kill(-pgid)).
 //
@@ -85,6 +86,7 @@ class JobProcess {
   void end_group(std::chrono::steady_clock::time_point deadline, bool& killed);
   void reap_children();
   void take_terminal_back() noexcept;
+  void suspend_with_job();
 
   Options options_;
   pid_t pid_ = -1;
@@ -95,6 +97,7 @@ class JobProcess {
   int tty_fd_ = -1;
   pid_t own_pgrp_ = 0;
   bool gave_terminal_ = false;
+  bool terminal_job_ = false;  // the job had the terminal: ^Z stops mama run too
   std::optional<int> status_;
   bool stopped_ = false;
   int leftovers_ = 0;

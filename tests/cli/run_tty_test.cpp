@@ -67,3 +67,50 @@ TEST_CASE("^C in a terminal reaches every process of the job; none is left", "[r
   CHECK_FALSE(process_exists(cmd));
   CHECK(lab.field("job").empty());
 }
+
+namespace {
+// Fields of /proc/PID/stat after the command name: 0 state, 1 ppid, 5 tpgid.
+std::string stat_field(pid_t pid, int index) {
+  const std::string text = read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return {};
+  std::string rest = text.substr(close + 2);
+  for (int i = 0; i < index; ++i) rest = rest.substr(rest.find(' ') + 1);
+  return rest.substr(0, rest.find(' '));
+}
+}  // namespace
+
+TEST_CASE("^Z stops the job and mama run with it; fg continues both", "[run][tty]") {
+  RunLab lab;
+  const std::string cmd_pid = lab.path("cmd.pid"), status = lab.path("status");
+  Tmux tmux;
+  REQUIRE(
+      tmux({"new-session", "-d", "-x", "200", "-y", "40", "bash", "--norc", "--noprofile", "-i"})
+          .status == 0);
+  // Through `sh -c`, so that the status is written when mama run ends (bash would run the rest
+  // of a list as soon as its job stops).
+  const std::string line = "sh -c \"" + std::string(MAMA_CLI) + " --state " + lab.file.string() +
+                           " run m -- sh -c 'echo \\$\\$ > " + cmd_pid +
+                           "; exec sleep 300'; echo \\$? > " + status + "\"";
+  REQUIRE(tmux({"send-keys", "-t", "0", "-l", line}).status == 0);
+  REQUIRE(tmux({"send-keys", "-t", "0", "Enter"}).status == 0);
+  const pid_t cmd = pid_from(cmd_pid);
+  mama::test::KillAtExit cleanup{{cmd}};
+  REQUIRE(cmd > 0);
+  const pid_t mama_run = static_cast<pid_t>(std::stol(stat_field(cmd, 1)));
+  REQUIRE(eventually([&] { return stat_field(cmd, 5) == std::to_string(cmd); }));
+
+  REQUIRE(tmux({"send-keys", "-t", "0", "C-z"}).status == 0);
+  CHECK(eventually([&] { return stat_field(cmd, 0) == "T" && stat_field(mama_run, 0) == "T"; }));
+  CHECK(stat_field(cmd, 5) != std::to_string(cmd));  // the shell has the terminal back
+
+  REQUIRE(tmux({"send-keys", "-t", "0", "-l", "fg"}).status == 0);
+  REQUIRE(tmux({"send-keys", "-t", "0", "Enter"}).status == 0);
+  CHECK(eventually([&] { return stat_field(cmd, 0) == "S" && stat_field(mama_run, 0) == "S"; }));
+  CHECK(eventually([&] { return stat_field(cmd, 5) == std::to_string(cmd); }));
+
+  REQUIRE(tmux({"send-keys", "-t", "0", "C-c"}).status == 0);
+  REQUIRE(eventually([&] { return read_file(status).find('\n') != std::string::npos; }, 20s));
+  CHECK(read_file(status) == "130\n");
+  CHECK(lab.field("job").empty());
+}
