@@ -292,10 +292,14 @@ TEST_CASE(
   CHECK(holder.signal_and_wait(SIGKILL) == 128 + SIGKILL);
   const auto other = other_host("lab-host-2");
 
-  // The hold is mama run's server session: the command must not outlive it, and does not
-  // (PR_SET_PDEATHSIG): no job runs on a machine that reads free.
-  CHECK(eventually([&] { return ::kill(sleeper, 0) != 0 && errno == ESRCH; }));
-  // The server frees the lock with the session: `list` on the other host, which
+  // The command still runs and holds the server lock: the machine stays busy, for every host.
+  const Result busy =
+      run_mama({"--state", l.db.url, "run", "alpha", "--timeout", "0.5", "--", "true"}, {}, other);
+  CHECK(busy.status == 3);
+  CHECK(l.db.record("alpha").job == "crashed job");
+
+  ::kill(sleeper, SIGKILL);
+  // The server frees the lock with the command's session: `list` on the other host, which
   // cannot check PIDs here, sees the job stale from the lock alone (look_at as the guard).
   REQUIRE(eventually([&] {
     const Result list = run_mama({"--state", l.db.url, "list"}, {}, other);
