@@ -196,8 +196,16 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   job.watch_stop_fd(lost->fd);
   const int status = job.wait();
   // From here a SIGINT, SIGTERM or SIGHUP abandons the release and ends `mama run` at once.
+  if (job.stopped()) {
+    // The hold is gone: releasing may fail as well; the exit status says what happened.
+    try {
+      guard.release();
+    } catch (const std::exception& e) {
+      std::cerr << "mama: " << e.what() << '\n';
+    }
+    return exit_status::hold_lost;
+  }
   guard.release();  // errors: mama::error, exit status 1 (the job's record reads as stale)
-  if (job.stopped()) return exit_status::hold_lost;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return exit_status::failure;
