@@ -101,10 +101,14 @@ std::string default_job_text(const std::vector<std::string>& command) {
   return text;
 }
 
-// Until the guard has them (coordinator's API): hand_over and on_lost when present.
+// Until every guard in use has them (the coordinator's StaleJobGuard::hand_over, lost() and
+// GuardOptions::on_lost): used when present.
 template <class Guard>
-void hand_over_to(Guard& guard, ProcessIdentity who) {
-  if constexpr (requires { guard.hand_over(who); }) guard.hand_over(who);
+bool hand_over_to(Guard& guard, ProcessIdentity who) {
+  if constexpr (requires { guard.hand_over(who); })
+    return guard.hand_over(who);
+  else
+    return true;
 }
 template <class Options, class F>
 void set_on_lost(Options& options, F&& fn) {
@@ -124,11 +128,27 @@ struct LostSignal {
   int fd = -1;
   std::mutex mutex;
   std::string reason;
+  // The hold_lost event, kept to be reported from the main thread (the reporter and the audit
+  // log are not for the store's watcher thread).
+  std::optional<JobRecord> record;
+  event_kind kind{};
+  std::string machine, store;
   LostSignal() {
     fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) throw_errno("cannot create an eventfd");
   }
   ~LostSignal() { ::close(fd); }
+  LostSignal(const LostSignal&) = delete;
+  LostSignal& operator=(const LostSignal&) = delete;
+  static bool is_loss(const Event& e) { return to_string(e.kind) == "hold_lost"; }
+  void keep_event(const Event& e) {
+    std::lock_guard lock(mutex);
+    kind = e.kind;
+    record = e.record;
+    machine = e.machine;
+    store = e.store;
+    reason = e.reason;
+  }
   void raise(std::string_view why) {
     {
       std::lock_guard lock(mutex);
@@ -140,6 +160,13 @@ struct LostSignal {
   std::string why() {
     std::lock_guard lock(mutex);
     return reason.empty() ? std::string("the store gave no reason") : reason;
+  }
+  /// Reports the kept hold_lost event through `ctx` (main thread).
+  void report(Context& ctx) {
+    std::lock_guard lock(mutex);
+    if (!record) return;
+    ctx.reporter.report(Event{kind, machine, store, *record, reason, {}});
+    record.reset();
   }
 };
 
@@ -155,7 +182,12 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   options.job = args.job.empty() ? default_job_text(args.command) : args.job;
   if (!args.timeout.empty()) options.timeout = parse_seconds(args.timeout);
   options.stale_after = ctx.stale_after();
-  options.on_event = ctx.handler();
+  options.on_event = [&ctx, lost](const Event& e) {
+    if (LostSignal::is_loss(e))
+      lost->keep_event(e);  // from the store's thread: reported by the main thread
+    else
+      ctx.reporter.report(e);
+  };
   set_on_lost(options, [lost](std::string_view why) { lost->raise(why); });
 
   // While claiming, SIGINT, SIGTERM and SIGHUP end `mama run` at once (default dispositions).
@@ -169,16 +201,25 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   // The mama.xml hold is a lock the command inherits: it keeps the machine busy on its own.
   jo.die_with_parent = !std::is_same_v<Store, XmlStateStore>;
   jo.on_stop = [&] {
+    lost->report(ctx);
     std::cerr << "mama: lost the hold on machine " << esc(name) << ": " << esc(lost->why())
               << "; stopping the job\n"
               << std::flush;
   };
   JobProcess job(args.command, jo);
+  bool handed = false;
   try {
-    hand_over_to(guard, ProcessIdentity{job.pid(), job.start_ticks()});
+    handed = hand_over_to(guard, ProcessIdentity{job.pid(), job.start_ticks()});
   } catch (...) {
     job.abandon();
     throw;
+  }
+  if (!handed) {
+    // A waiter judged our claim stale and took the machine (reported as successor_found).
+    job.abandon();
+    std::cerr << "mama: machine " << esc(name)
+              << " is no longer this claim's; the command was not run\n";
+    return exit_status::failure;
   }
   if (guard_lost(guard)) {
     job.abandon();

@@ -90,7 +90,8 @@ TEST_CASE("case 4: a job process that left the group keeps the machine busy, to 
   REQUIRE(status);
   CHECK(*status == 0);
   CHECK(process_exists(escapee));
-  CHECK(run.err().find("stays busy until PID " + std::to_string(escapee) + " ends") !=
+  CHECK(run.err().find("still hold machine 'm'") != std::string::npos);
+  CHECK(run.err().find("(PID " + std::to_string(escapee) + "); it stays busy until they end") !=
         std::string::npos);
 
   // Busy, naming the escapee, for mama and for the PHP tool.
