@@ -237,7 +237,7 @@ TEST_CASE("a claim waits through the clock while a live job runs", "[guard][wait
   }
 }
 
-TEST_CASE("a claim's kernel hold outranks the PID: held means running, freed means stale",
+TEST_CASE("a claim's kernel hold outranks the PID: held means running, freed and gone is stale",
           "[guard][wait]") {
   // A record written by a claim (it has a token) whose PID is gone, but whose job lock is still
   // held (by the job's children): not stale until the lock is freed.
@@ -254,7 +254,7 @@ TEST_CASE("a claim's kernel hold outranks the PID: held means running, freed mea
   });
   auto guard = rig.claim();
   CHECK(rig.clock.waits().size() == 2);
-  CHECK(rig.probe.checks() == 0);  // the PID was never asked
+  CHECK(rig.probe.checks() == 1);  // the PID was asked once, when the hold was free
   CHECK(rig.last(event_kind::stale_detected).reason == "process not running");
   CHECK(rig.store.record(kMachine) == guard.record());
   // Our claim now keeps the hold: nobody else can take it.
@@ -413,16 +413,115 @@ TEST_CASE("the original test suite's five cases, through a claim", "[guard][orig
   CHECK(rig.clock.waits().empty());
 }
 
-TEST_CASE("a record nobody can judge is an error, and is left as it was", "[guard][stale]") {
-  auto r = Rig::legacy_holder("job", 0);
+TEST_CASE("a PID-less job with no usable time is stamped, then cleared stale_after later",
+          "[guard][stale]") {
+  auto r = Rig::legacy_holder("phantom", 0);
   r.pid.clear();
-  r.timestamp = "last tuesday";
+  const auto stamp = GENERATE(as<std::string>{}, "", "last tuesday", "99999999999");
+  CAPTURE(stamp);
+  r.timestamp = stamp;
   Rig rig(r);
+  // The first look stamps the record with the claimer's time and waits.
+  CHECK_FALSE(rig.try_claim());
+  auto stamped = rig.store.record(kMachine);
+  CHECK(stamped.timestamp == std::to_string(kNow));
+  CHECK(stamped.job == "phantom");
+  // A claim that waits gets it once stale_after (300 s) has passed since then.
+  auto guard = rig.claim();
+  CHECK(rig.last(event_kind::stale_detected).reason == "no PID, set 5 min ago");
+  const auto waited =
+      rig.clock.now() - std::chrono::system_clock::time_point(std::chrono::seconds(kNow));
+  CHECK(waited > 300s);
+  CHECK(waited < 302s);
+}
+
+TEST_CASE("a record nobody can judge is an error, and is left as it was", "[guard][stale]") {
+  auto r = Rig::legacy_holder("job", 4242);
+  r.start = "last tuesday";
+  Rig rig(r);
+  rig.probe.spawn(4243);
+  r.pid = "4243";
+  rig.store.set_record(kMachine, r);
   const auto e = thrown_by([&] { rig.claim(); });
   CHECK(e.code() == mama::errc::bad_record);
   CHECK_THAT(e.what(), Catch::Contains("'test-machine'") && Catch::Contains("<memory>") &&
                            Catch::Contains("last tuesday"));
   CHECK(rig.store.record(kMachine) == r);
+}
+
+TEST_CASE("a job text the PHP tool cannot read is refused before any waiting", "[guard][error]") {
+  Rig rig(Rig::legacy_holder("busy", 500));
+  rig.probe.spawn(500);
+  const auto text = GENERATE(as<std::string>{}, "caf\xe9", "tab\there", "new\nline",
+                             std::string("cut \xe2\x82", 6), "c1 \xc2\x9b", "bad \xef\xbf\xbe");
+  CAPTURE(text);
+  const auto before = rig.store.record(kMachine);
+  const auto e = thrown_by([&] { rig.claim(rig.options(text)); });
+  CHECK(e.code() == mama::errc::invalid_argument);
+  CHECK_THAT(e.what(), Catch::Contains("'test-machine'") && Catch::Contains("valid UTF-8"));
+  CHECK(rig.clock.waits().empty());  // refused at once, not after the wait
+  CHECK(rig.events.empty());
+  CHECK(rig.store.record(kMachine) == before);
+}
+
+TEST_CASE("events are delivered after the critical section: a handler may use the store",
+          "[guard][events]") {
+  Rig rig(Rig::legacy_holder("stale job", 999));  // PID 999 does not live
+  std::vector<std::string> seen_inside;
+  auto opts = rig.options();
+  opts.on_event = [&](const mama::Event& e) {
+    // MemoryStateStore's begin() takes a non-recursive mutex: inside the critical section this
+    // would deadlock (or throw, std::system_error EDEADLK).
+    auto tx = rig.store.begin();
+    seen_inside.push_back(std::string(mama::to_string(e.kind)) + ":" + tx.find(kMachine)->job);
+  };
+  { auto guard = rig.claim(opts); }
+  CHECK(seen_inside == std::vector<std::string>{"stale_detected:run my-test",
+                                                "stale_cleared:run my-test", "claimed:run my-test",
+                                                "released:"});
+}
+
+TEST_CASE("hand_over names the job's process in the record, keeping the token", "[guard]") {
+  Rig rig;
+  auto guard = rig.claim();
+  const auto token = guard.token();
+  CHECK(guard.hand_over({4300, 1234}));
+  const auto r = rig.store.record(kMachine);
+  CHECK(r.pid == "4300");
+  CHECK(r.start == "1234");
+  CHECK(r.token == token);
+  CHECK(guard.record() == r);
+  guard.release();
+  CHECK(rig.store.record(kMachine).idle());
+  CHECK_FALSE(guard.hand_over({4301, 1}));
+}
+
+TEST_CASE("a release that finds job processes still holding the hold keeps the record",
+          "[guard][release]") {
+  Rig rig;
+  std::optional<mama::MemoryStateStore::hold> leftover;
+  {
+    auto guard = rig.claim();
+    guard.hand_over({4300, 1234});
+    rig.probe.spawn(4300, 1234);
+    // A job process that left the group keeps the lock after the claimer drops its copy: the
+    // memory store simulates it by taking the hold as soon as the guard lets it go.
+    rig.store.on_hold_released(kMachine, [&] { leftover = rig.store.hold_for_test(kMachine); });
+  }
+  REQUIRE(leftover);
+  const auto kept = rig.store.record(kMachine);
+  CHECK(kept.job == "run my-test");
+  CHECK(kept.pid.empty());  // the memory store cannot name the process: the hold decides
+  CHECK(rig.count(event_kind::leftover_holders) == 1);
+  CHECK(rig.count(event_kind::released) == 0);
+  // Busy to the next claimer while the leftover holds it; free once it is gone.
+  mama::FakeProbe next_process;
+  next_process.set_self({5000, 1});
+  next_process.spawn(4300, 1234);
+  CHECK_FALSE(Guard::try_claim(rig.store, kMachine, rig.options("next"), rig.clock, next_process));
+  leftover.reset();
+  next_process.kill(4300);
+  CHECK(Guard::try_claim(rig.store, kMachine, rig.options("next"), rig.clock, next_process));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -656,12 +755,15 @@ TEST_CASE("a store failure on release is reported, never thrown from the destruc
     CHECK(e.code() == mama::errc::io_error);
     CHECK_FALSE(guard.active());
   }
-  // The record stayed (nothing was saved), but its hold was dropped: another process's next
-  // claim detects it as stale at once, as the message promised.
+  // The record stayed (nothing was saved) and its hold was dropped. Two signals decide: while
+  // this process lives, another process waits; once it is gone, the job is stale.
   CHECK(rig.store.record(kMachine) == ours);
   mama::FakeProbe next_process;
   next_process.set_self({5000, 1});
-  next_process.spawn(4242, 1000);  // our PID still lives: only the hold can tell
+  next_process.spawn(4242, 1000);  // our PID still lives
+  CHECK_FALSE(Guard::try_claim(rig.store, kMachine, rig.options("next"), rig.clock, next_process));
+  CHECK(rig.count(event_kind::stale_detected) == 0);
+  next_process.kill(4242);
   auto next = Guard::try_claim(rig.store, kMachine, rig.options("next"), rig.clock, next_process);
   REQUIRE(next);
   CHECK(rig.last(event_kind::stale_detected).record == ours);
@@ -833,4 +935,92 @@ TEST_CASE("a child process claiming its parent's machine on a real mama.xml nest
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(lab.record() == parents);  // restored on the child's release
+}
+
+TEST_CASE("a guard released in a fork child leaves the parent's claim and locks alone",
+          "[guard][real][fork]") {
+  RealLab lab;
+  mama::XmlStateStore store(lab.file);
+  mama::JobGuard outer(store, kMachine, {.job = "outer"});
+  // Nested in our own claim: it keeps no hold, so only "who may release" protects its record.
+  mama::JobGuard inner(store, kMachine, {.job = "inner"});
+  REQUIRE(inner.nested());
+  const JobRecord inners = inner.record();
+  mama::test::Child child([&] {
+    inner.release();
+    outer.release();
+    return 0;
+  });
+  const int status = child.wait();
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(lab.record() == inners);
+  {
+    auto tx = store.begin();
+    CHECK_FALSE(tx.try_hold(kMachine));  // the parent's hold is still held
+  }
+  inner.release();
+  CHECK(lab.record() == outer.record());
+  outer.release();
+  CHECK(lab.record().idle());
+}
+
+TEST_CASE("wait_until_free clears stale jobs and returns on a free machine without claiming it",
+          "[guard][wait]") {
+  SECTION("a live holder: waits until it is gone; nothing is written") {
+    Rig rig(Rig::legacy_holder("running job", 500));
+    rig.probe.spawn(500);
+    const auto before = rig.store.record(kMachine);
+    rig.clock.on_wait([&](std::size_t n) {
+      if (n == 3) rig.store.set_record(kMachine, JobRecord{});
+    });
+    const auto commits = rig.store.commits();
+    Guard::wait_until_free(rig.store, kMachine, rig.options(), rig.clock, rig.probe);
+    CHECK(rig.clock.waits().size() == 3);
+    CHECK(rig.store.record(kMachine).idle());
+    CHECK(rig.store.commits() == commits + 1);  // only the holder's own clearing
+    CHECK(rig.count(event_kind::claimed) == 0);
+    (void)before;
+  }
+  SECTION("a stale holder: cleared, reported, and the machine stays free") {
+    Rig rig(Rig::legacy_holder("dead job", 999));
+    Guard::wait_until_free(rig.store, kMachine, rig.options(), rig.clock, rig.probe);
+    CHECK(rig.clock.waits().empty());
+    CHECK(rig.store.record(kMachine) == JobRecord{});
+    CHECK(rig.count(event_kind::stale_detected) == 1);
+    CHECK(rig.count(event_kind::stale_cleared) == 1);
+    CHECK(rig.count(event_kind::claimed) == 0);
+    // Free means free: no hold is kept either.
+    CHECK(rig.store.hold_for_test(kMachine));
+  }
+  SECTION("a holder that never goes: errc::timeout") {
+    Rig rig(Rig::legacy_holder("running job", 500));
+    rig.probe.spawn(500);
+    auto opts = rig.options();
+    opts.timeout = 10s;
+    const auto e =
+        thrown_by([&] { Guard::wait_until_free(rig.store, kMachine, opts, rig.clock, rig.probe); });
+    CHECK(e.code() == mama::errc::timeout);
+  }
+}
+
+TEST_CASE("a process never nests inside its own claim's leftover job processes",
+          "[guard][nesting]") {
+  // Found by the torture run: the record kept for leftovers names this process, so the
+  // ancestor rule matched and the next claim ran beside the previous job's processes.
+  Rig rig;
+  std::optional<mama::MemoryStateStore::hold> leftover;
+  {
+    auto guard = rig.claim(rig.options("first"));
+    rig.store.on_hold_released(kMachine, [&] { leftover = rig.store.hold_for_test(kMachine); });
+  }
+  REQUIRE(leftover);
+  REQUIRE(rig.store.record(kMachine).job == "first");
+  CHECK_FALSE(rig.try_claim(rig.options("second")));  // held: wait, do not nest
+  CHECK(rig.count(event_kind::nested) == 0);
+  leftover.reset();  // the job's last process ended
+  auto second = rig.try_claim(rig.options("second"));
+  REQUIRE(second);
+  CHECK_FALSE(second->nested());
+  CHECK(rig.last(event_kind::stale_detected).reason == "processes of the job ended");
 }

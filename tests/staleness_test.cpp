@@ -152,23 +152,79 @@ TEST_CASE("row 5: a PID-less job without a timestamp, or not yet old, is running
   CHECK(probe.calls.empty());
 }
 
-TEST_CASE("rows 4/5: a timestamp that is not a number needs a human", "[staleness]") {
+TEST_CASE("rows 4/5: a PID-less job with no usable time runs until the first claimer stamps it",
+          "[staleness]") {
   RecordingProbe probe;
   auto r = pidless_job(std::nullopt);
-  r.timestamp = "yesterday";
+  const auto now = here().now;
+  SECTION("no timestamp") { CHECK(mama::detail::needs_first_seen_stamp(r, now)); }
+  SECTION("not a number") {
+    r.timestamp = "yesterday";
+    CHECK(mama::detail::needs_first_seen_stamp(r, now));
+  }
+  SECTION("in the future") {
+    r.timestamp = std::to_string(kNow + 3600);
+    CHECK(mama::detail::needs_first_seen_stamp(r, now));
+  }
+  SECTION("a usable timestamp, or a PID, or no job: nothing to stamp") {
+    r.timestamp = std::to_string(kNow - 10);
+    CHECK_FALSE(mama::detail::needs_first_seen_stamp(r, now));
+    r.timestamp.clear();
+    r.pid = "12";
+    CHECK_FALSE(mama::detail::needs_first_seen_stamp(r, now));
+    CHECK_FALSE(mama::detail::needs_first_seen_stamp(JobRecord{}, now));
+    return;
+  }
   const auto a = mama::assess(r, here(), probe.fn());
-  CHECK(a.verdict == verdict::invalid);
-  CHECK_THAT(a.reason, Catch::Contains("'yesterday'") && Catch::Contains("mama clear --force"));
-  CHECK(a.busy());
+  CHECK(a == Assessment{verdict::running, "no PID recorded"});
+  CHECK(probe.calls.empty());
 }
 
-TEST_CASE("row 6: a PID that is not a positive integer is stale", "[staleness]") {
-  RecordingProbe probe;
-  const auto pid = GENERATE(as<std::string>{}, "abc", "0", "-5", "+5", "12x", " 12", "99999999999");
-  CAPTURE(pid);
-  const auto a = mama::assess(job_with_pid(pid), here(), probe.fn());
-  CHECK(a == Assessment{verdict::stale, "invalid PID"});
-  CHECK(probe.calls.empty());
+TEST_CASE("row 6: a PID is read as PHP 8's (int) cast reads it", "[staleness]") {
+  using mama::detail::php_int_cast;
+  CHECK(php_int_cast("1234") == 1234);
+  CHECK(php_int_cast(" 1234") == 1234);
+  CHECK(php_int_cast("1234 ") == 1234);
+  CHECK(php_int_cast("\t\n1234") == 1234);
+  CHECK(php_int_cast("+1234") == 1234);
+  CHECK(php_int_cast("12abc") == 12);
+  CHECK(php_int_cast("1e3") == 1000);
+  CHECK(php_int_cast("1.5e3") == 1500);
+  CHECK(php_int_cast("12.9") == 12);
+  CHECK(php_int_cast(".5") == 0);
+  CHECK(php_int_cast("-5") == -5);
+  CHECK(php_int_cast("abc") == 0);
+  CHECK(php_int_cast("") == 0);
+  CHECK(php_int_cast("0x1A") == 0);
+  CHECK(php_int_cast("1e") == 1);
+  CHECK(php_int_cast("99999999999999999999999") == INT64_MAX);
+}
+
+TEST_CASE("row 6: a PID PHP reads as zero or less is stale; one it reads as a number is probed",
+          "[staleness]") {
+  SECTION("not positive as PHP reads it: stale without a probe") {
+    RecordingProbe probe;
+    const auto pid = GENERATE(as<std::string>{}, "abc", "0", "-5", " ", "x12", "0x1A");
+    CAPTURE(pid);
+    const auto a = mama::assess(job_with_pid(pid), here(), probe.fn());
+    CHECK(a == Assessment{verdict::stale, "invalid PID"});
+    CHECK(probe.calls.empty());
+  }
+  SECTION("spellings PHP reads as 1234: the live process keeps its job") {
+    RecordingProbe probe;
+    const auto pid = GENERATE(as<std::string>{}, " 1234", "1234 ", "+1234", "1234abc", "1.234e3");
+    CAPTURE(pid);
+    const auto a = mama::assess(job_with_pid(pid), here(), probe.fn());
+    CHECK(a.verdict == verdict::running);
+    REQUIRE(probe.calls.size() == 1);
+    CHECK(probe.calls[0].first == 1234);
+  }
+  SECTION("beyond any PID: no such process") {
+    RecordingProbe probe;
+    CHECK(mama::assess(job_with_pid("99999999999"), here(), probe.fn()) ==
+          Assessment{verdict::stale, "process not running"});
+    CHECK(probe.calls.empty());
+  }
 }
 
 TEST_CASE("row 7: no process with that PID, or a zombie, is stale", "[staleness]") {
@@ -259,14 +315,33 @@ TEST_CASE("row 9: a live process is running, including another user's", "[stalen
   }
 }
 
-TEST_CASE("a claim's kernel lock decides rows 6-9 for records that carry a token", "[staleness]") {
+TEST_CASE("a claim's kernel lock and its PID are two signals: both must say gone", "[staleness]") {
   RecordingProbe probe;
   auto r = job_with_pid("12345");
   r.token = "0123456789abcdef0123456789abcdef";
-  SECTION("lock free: stale even though the PID answers alive (children gone, PID reused)") {
+  SECTION("lock free, process gone: stale") {
+    probe.answer = liveness::gone;
     CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
           Assessment{verdict::stale, "process not running"});
-    CHECK(probe.calls.empty());
+    CHECK(probe.calls.size() == 1);
+  }
+  SECTION("lock free, PID reused by another process: stale") {
+    r.start = "77";
+    probe.answer = liveness::reused;
+    CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
+          Assessment{verdict::stale, "PID reused by another process"});
+  }
+  SECTION("lock free but the process lives (lock files lost or another path): running") {
+    r.start = "77";
+    const auto a = mama::assess(r, here(hold_state::free), probe.fn());
+    CHECK(a.verdict == verdict::running);
+    CHECK_THAT(a.reason, Catch::Contains("job lock free but process 12345 is alive"));
+    REQUIRE(probe.calls.size() == 1);
+    CHECK(probe.calls[0].second == std::optional<std::uint64_t>(77));
+  }
+  SECTION("lock free and the process cannot be checked: running") {
+    probe.answer = liveness::unknown;
+    CHECK(mama::assess(r, here(hold_state::free), probe.fn()).verdict == verdict::running);
   }
   SECTION("lock held: running even though the PID is gone (the job's children still run)") {
     probe.answer = liveness::gone;
@@ -278,11 +353,11 @@ TEST_CASE("a claim's kernel lock decides rows 6-9 for records that carry a token
     CHECK(mama::assess(r, here(hold_state::none), probe.fn()).verdict == verdict::stale);
     CHECK(probe.calls.size() == 1);
   }
-  SECTION("the lock decides row 6 too: a held claim with a garbled PID is running") {
+  SECTION("a held lock decides row 6 too: a held claim with a garbled PID is running") {
     r.pid = "garbled";
     CHECK(mama::assess(r, here(hold_state::held), probe.fn()).verdict == verdict::running);
     CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
-          Assessment{verdict::stale, "process not running"});
+          Assessment{verdict::stale, "invalid PID"});
     CHECK(mama::assess(r, here(hold_state::none), probe.fn()) ==
           Assessment{verdict::stale, "invalid PID"});
     CHECK(probe.calls.empty());
@@ -292,6 +367,32 @@ TEST_CASE("a claim's kernel lock decides rows 6-9 for records that carry a token
     CHECK(mama::assess(r, here(hold_state::free), probe.fn()).verdict == verdict::running);
     CHECK(probe.calls.size() == 1);
   }
+}
+
+TEST_CASE("a PID-less claim record kept for leftover job processes: the hold decides",
+          "[staleness]") {
+  RecordingProbe probe;
+  auto r = pidless_job(10);
+  r.token = "0123456789abcdef0123456789abcdef";
+  CHECK(mama::assess(r, here(hold_state::held), probe.fn()) ==
+        Assessment{verdict::running, "held by processes of the job"});
+  CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
+        Assessment{verdict::stale, "processes of the job ended"});
+  CHECK(mama::assess(r, here(hold_state::none), probe.fn()) ==
+        Assessment{verdict::running, "no PID recorded"});
+  CHECK(probe.calls.empty());
+}
+
+TEST_CASE("reasons quote record text escaped, safe for a terminal", "[staleness]") {
+  RecordingProbe probe;
+  auto r = job_with_pid("12345");
+  r.host = "evil\x1b]0;pwned\x07\xe2\x80\xae\x9bhost";
+  const auto a = mama::assess(r, here(), probe.fn());
+  CHECK(a.verdict == verdict::remote);
+  CHECK(a.reason == "on host evil\\e]0;pwned\\x07\\u202e\\x9bhost, not checked from here");
+  r.host.clear();
+  r.start = "\x1b[2J";
+  CHECK_THAT(mama::assess(r, here(), probe.fn()).reason, Catch::Contains("'\\e[2J'"));
 }
 
 TEST_CASE("the original test suite's five cases", "[staleness][original]") {

@@ -401,3 +401,67 @@ TEST_CASE("a user who may read but not write can list, and gets a clear error on
     CHECK(read_file(file) == sample("php_written.xml"));
   }
 }
+
+TEST_CASE("hold_owner names the live process that still holds a machine's hold",
+          "[xml_store][liveness]") {
+  REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);  // the orphaned grandchild comes back to us
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  XmlStateStore store(file);
+  const auto owner = [&] { return store.begin().hold_owner("vm-1"); };
+  const auto started = [](pid_t pid) {
+    const auto st = mama::detail::read_proc_stat(pid);
+    REQUIRE(st);
+    return st->start;
+  };
+
+  CHECK(!owner());  // no lock file yet
+  auto hold = store.begin().try_hold("vm-1");
+  REQUIRE(hold);
+  CHECK(!owner());  // only this process holds it: it never names itself
+
+  // A job process that inherits the hold and starts one of its own after a tick or two, so
+  // that the two start times differ.
+  Pipe says;
+  Child job([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const pid_t grandchild = ::fork();
+    if (grandchild == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    says.send(std::to_string(grandchild) + "\n");
+    ::pause();
+    return 0;
+  });
+  const pid_t grandchild = std::stoi(says.line());
+  hold.reset();  // the parent's copy goes: only the job's processes hold it now
+  REQUIRE(!store.begin().try_hold("vm-1"));
+  // A process with the lock file open but without its lock (a waiter's probe) is no holder.
+  Child waiter([&] {
+    const int fd = ::open((store.runtime_dir() / "machine.vm-1.lock").c_str(), O_RDONLY);
+    if (fd < 0) return 1;
+    says.send("open\n");
+    ::pause();
+    return 0;
+  });
+  REQUIRE(says.line() == "open");
+
+  const auto first = owner();
+  REQUIRE(first);
+  CHECK(first->pid == job.pid());  // the oldest of the holders
+  CHECK(first->start == started(job.pid()));
+  CHECK(started(job.pid()) < started(grandchild));
+
+  REQUIRE(killed_by(job.kill_and_reap()) == SIGKILL);
+  const auto second = owner();
+  REQUIRE(second);
+  CHECK(second->pid == grandchild);
+  CHECK(second->start == started(grandchild));
+
+  ::kill(grandchild, SIGKILL);
+  ::waitpid(grandchild, nullptr, 0);
+  CHECK(!owner());  // the waiter still has the file open, but holds nothing
+  CHECK(store.begin().try_hold("vm-1"));
+}

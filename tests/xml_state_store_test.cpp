@@ -3,10 +3,14 @@
 // store_process_test.cpp.
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <ctime>
 #include <mama/guard.hpp>
 #include <mama/xml_state_store.hpp>
 #include <regex>
@@ -379,14 +383,14 @@ TEST_CASE("bad input gives an error naming the file and leaves it as it was", "[
   }
 }
 
-TEST_CASE("bad numbers in a record: invalid PID is stale, a bad timestamp is refused",
+TEST_CASE("bad numbers in a record: invalid PID is stale, a bad timestamp is stamped",
           "[xml_store][guard]") {
   TempDir dir;
   const auto file = dir / "mama.xml";
   const std::string good = sample("php_written.xml");
 
   SECTION("job_pid not a positive number: stale, cleared, claimed") {
-    for (const std::string pid : {"abc", "-5", "99999999999999999999", "0", " 12"}) {
+    for (const std::string pid : {"abc", "-5", "0", "x12"}) {
       INFO("job_pid " << pid);
       std::string text = good;
       const auto at = text.find("<job_pid>12345</job_pid>");
@@ -403,22 +407,23 @@ TEST_CASE("bad numbers in a record: invalid PID is stale, a bad timestamp is ref
       REQUIRE(reasons == std::vector<std::string>{"invalid PID"});
     }
   }
-  SECTION("job_timestamp not a number: errc::bad_record naming the machine, file unchanged") {
+  SECTION("job_timestamp not a number on a PID-less job: stamped once, only that field") {
     std::string text = good;
     const auto at = text.find("    <job_pid>12345</job_pid>\n");
     text.replace(at, std::string("    <job_pid>12345</job_pid>\n").size(),
                  "    <job_pid/>\n    <job_timestamp>yesterday</job_timestamp>\n");
     write_file(file, text);
-    const FileSnapshot before(file);
-    try {
-      mama::JobGuard guard(XmlStateStore(file), "test-machine", quiet());
-      FAIL("claimed");
-    } catch (const mama::error& e) {
-      CHECK(e.code() == mama::errc::bad_record);
-      CHECK(std::string(e.what()).find("test-machine") != std::string::npos);
-      CHECK(std::string(e.what()).find(file.string()) != std::string::npos);
-    }
-    CHECK(FileSnapshot(file) == before);
+    auto guard = mama::JobGuard::try_claim(XmlStateStore(file), "test-machine", quiet());
+    CHECK_FALSE(guard);
+    const std::string after = read_file(file);
+    const auto stamp = after.find("<job_timestamp>");
+    REQUIRE(stamp != std::string::npos);
+    const auto end = after.find("</job_timestamp>", stamp);
+    const auto value = std::stoll(after.substr(stamp + 15, end - stamp - 15));
+    CHECK(std::abs(value - std::time(nullptr)) < 60);
+    std::string expected = text;
+    expected.replace(expected.find("yesterday"), 9, std::to_string(value));
+    CHECK(after == expected);
   }
 }
 
@@ -449,12 +454,24 @@ TEST_CASE("mode, group and runtime files have sensible permissions", "[xml_store
     CHECK(st.st_gid == gid);
     REQUIRE(::stat((dir / "mama.xml.d").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0750);  // the file's read bits become search bits
+    CHECK((st.st_mode & S_ISGID) != 0);  // what anyone creates in it gets the file's group
     CHECK(st.st_gid == gid);
     REQUIRE(::stat((dir / "mama.xml.d" / "machine.vm-1.lock").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0440);  // opened for reading only; never world-readable here
     CHECK(st.st_gid == gid);
     CHECK(!fs::exists(dir / "mama.xml.d" / "journal"));
     CHECK(!fs::exists(dir / "mama.xml.d" / "journal.tmp"));
+  }
+  SECTION("a runtime directory made without the file's group and setgid bit is mended") {
+    fs::create_directory(dir / "mama.xml.d");
+    REQUIRE(::chmod((dir / "mama.xml.d").c_str(), 0700) == 0);
+    XmlStateStore store(file);
+    save_record(store, "vm-1", full_record());
+    struct stat st {};
+    REQUIRE(::stat((dir / "mama.xml.d").c_str(), &st) == 0);
+    CHECK(st.st_gid == gid);
+    CHECK((st.st_mode & S_ISGID) != 0);
+    CHECK((st.st_mode & 0777) == 0700);  // its owner's choice of permissions stays
   }
   SECTION("standalone keeps mode and owner across the rename") {
     XmlStoreOptions o;
@@ -588,4 +605,178 @@ TEST_CASE("a transaction goes on after a commit: reads and further saves follow 
   // Both machines cleared in one save: only their job elements differ from the original.
   const std::string after = read_file(file);
   CHECK(without_job_fields(after) == without_job_fields(before));
+}
+
+TEST_CASE("one file reached through symbolic links shares its holds, journal and runtime directory",
+          "[xml_store][paths]") {
+  TempDir dir;
+  fs::create_directory(dir / "real");
+  const auto file = dir / "real" / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  fs::create_symlink(file, dir / "alias.xml");                  // the file itself
+  fs::create_directory_symlink(dir / "real", dir / "linkdir");  // one of its directories
+  const std::vector<fs::path> names{
+      file,
+      dir / "alias.xml",
+      dir / "linkdir" / "mama.xml",
+      dir / "real" / ".." / "linkdir" / "." / "mama.xml",
+      fs::relative(dir / "alias.xml", fs::current_path()),  // relative to the working directory
+  };
+  const fs::path expected = fs::canonical(file).string() + ".d";
+
+  SECTION("a hold taken through any name is held through every other") {
+    for (const auto& holder_name : names) {
+      XmlStateStore holder(holder_name);
+      CHECK(holder.runtime_dir() == expected);
+      auto hold = holder.begin().try_hold("vm-1");  // kept past the transaction, as a claim does
+      REQUIRE(hold);
+      for (const auto& other_name : names) {
+        INFO("held through " << holder_name << ", probed through " << other_name);
+        XmlStateStore other(other_name);
+        CHECK(!other.begin().try_hold("vm-1"));
+      }
+    }
+    CHECK(fs::exists(expected / "machine.vm-1.lock"));
+    CHECK(!fs::exists(dir / "alias.xml.d"));
+  }
+
+  SECTION("a save killed half way through one name is restored through another") {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const fs::path& writer = names[i];
+      const fs::path& reader = names[(i + 1) % names.size()];
+      INFO("written through " << writer << ", read through " << reader);
+      XmlStoreOptions crash;
+      crash.crash_hook = [](mama::save_step s) {
+        if (s == mama::save_step::file_half_written) ::kill(::getpid(), SIGKILL);
+      };
+      mama::test::Child child([&] {
+        XmlStateStore store(writer, crash);
+        auto tx = store.begin();
+        tx.write("vm-1", full_record("job " + std::to_string(i)));
+        tx.commit();
+        return 0;
+      });
+      const int status = child.wait();
+      REQUIRE(WIFSIGNALED(status));
+      REQUIRE(read_file(file).find("</settings>") == std::string::npos);  // torn
+      XmlStateStore store(reader);
+      CHECK(store.begin().find("vm-1") == full_record("job " + std::to_string(i)));
+      CHECK(read_file(file).find("</settings>") != std::string::npos);
+      CHECK(!fs::exists(expected / "journal"));
+    }
+  }
+
+  SECTION("one store follows a link that is pointed at another file") {
+    const auto other = dir / "real" / "other.xml";
+    write_file(other, sample("php_written.xml"));
+    XmlStateStore store(dir / "alias.xml");
+    auto first = store.begin().try_hold("vm-1");
+    REQUIRE(first);
+    fs::remove(dir / "alias.xml");
+    fs::create_symlink(other, dir / "alias.xml");
+    CHECK(store.runtime_dir() == fs::canonical(other).string() + ".d");
+    auto second = store.begin().try_hold("vm-1");  // other.xml's vm-1 is free
+    CHECK(second);
+    CHECK(fs::exists(fs::canonical(other).string() + ".d/machine.vm-1.lock"));
+    CHECK(!XmlStateStore(file).begin().try_hold("vm-1"));  // mama.xml's is still held
+  }
+  SECTION("an explicit runtime directory is used as given") {
+    XmlStoreOptions o;
+    o.runtime_dir = dir / "elsewhere";
+    XmlStateStore store(dir / "alias.xml", o);
+    CHECK(store.runtime_dir() == dir / "elsewhere");
+    auto hold = store.begin().try_hold("vm-1");
+    REQUIRE(hold);
+    CHECK(fs::exists(dir / "elsewhere" / "machine.vm-1.lock"));
+    CHECK(!XmlStateStore(file, o).begin().try_hold("vm-1"));
+    CHECK(!fs::exists(expected));
+  }
+}
+
+TEST_CASE("valid_utf8 accepts well-formed UTF-8 and nothing else", "[utf8]") {
+  using mama::detail::valid_utf8;
+  for (const std::string ok :
+       {"", "plain ascii", "caf\xc3\xa9", "\xe2\x82\xac 5", "\xf0\x9f\x98\x80", "\xef\xbf\xbd",
+        "\xed\x9f\xbf", "\xee\x80\x80", "\xf4\x8f\xbf\xbd", "\xef\xb7\x90", "tab\tand\nnewline"}) {
+    INFO(mama::detail::escape_control(ok));
+    CHECK(valid_utf8(ok));
+  }
+  for (const std::string bad : {
+           "\x80",                  // a continuation byte alone
+           "\xc3",                  // truncated at the end
+           "\xc3(",                 // truncated in the middle
+           "\xe2\x82",              // three-byte sequence cut short
+           "\xf0\x9f\x98",          // four-byte sequence cut short
+           "\xc0\xaf",              // overlong '/'
+           "\xc1\xbf",              // overlong
+           "\xe0\x80\xaf",          // overlong (three bytes)
+           "\xf0\x80\x80\xaf",      // overlong (four bytes)
+           "\xed\xa0\x80",          // U+D800, a surrogate
+           "\xed\xbf\xbf",          // U+DFFF
+           "\xf4\x90\x80\x80",      // U+110000, past Unicode
+           "\xf5\x80\x80\x80",      // lead byte past U+10FFFF
+           "\xff",                  // never in UTF-8
+           "\xfe",                  // never in UTF-8
+           "\xef\xbf\xbe",          // U+FFFE, not an XML character
+           "\xef\xbf\xbf",          // U+FFFF, not an XML character
+           "ok then \xe9 latin-1",  // Latin-1, not UTF-8
+       }) {
+    INFO(mama::detail::escape_control(bad));
+    CHECK(!valid_utf8(bad));
+  }
+}
+
+TEST_CASE("job text that is not UTF-8 is refused, and the file stays readable by PHP",
+          "[xml_store][utf8][php]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  const std::string before = read_file(file);
+  const bool php =
+      ::system(
+          "php -r 'exit(function_exists(\"simplexml_load_file\") ? 0 : 1);' >/dev/null "
+          "2>&1") == 0;
+  // Exit 0 when PHP's SimpleXML loads `p` and finds machine vm-1 in it.
+  const auto php_loads = [](const fs::path& p) {
+    const std::string cmd = "php -r '$x = @simplexml_load_file(\"" + p.string() +
+                            "\"); exit($x !== false && count($x->machine) == 2 ? 0 : 1);'";
+    return WEXITSTATUS(::system(cmd.c_str())) == 0;
+  };
+  if (php) {
+    // Why: a file with such bytes in it is one the PHP tool cannot load at all.
+    std::string broken = before;
+    broken.replace(broken.find("<job/>"), 6, "<job>caf\xe9</job>");
+    write_file(dir / "broken.xml", broken);
+    CHECK(!php_loads(dir / "broken.xml"));
+    CHECK(php_loads(file));
+  }
+  XmlStateStore store(file);
+  for (const std::string bad : {"caf\xe9", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "x\xc3",
+                                "\xef\xbf\xbe", "\xef\xbf\xbf"}) {
+    for (std::size_t field = 0; field < mama::job_field_names.size(); ++field) {
+      INFO(mama::job_field_names[field] << " = " << mama::detail::escape_control(bad));
+      JobRecord r = full_record();
+      r.*mama::job_field_members[field] = bad;
+      auto tx = store.begin();
+      try {
+        tx.write("vm-1", r);
+        tx.commit();
+        FAIL("accepted");
+      } catch (const mama::error& e) {
+        const std::string what = e.what();
+        INFO(what);
+        CHECK(e.code() == mama::errc::invalid_argument);
+        CHECK(what.find("vm-1") != std::string::npos);
+        CHECK(what.find(file.string()) != std::string::npos);
+        CHECK(what.find("UTF-8") != std::string::npos);
+      }
+      tx.commit();  // nothing was staged
+    }
+  }
+  CHECK(read_file(file) == before);
+  if (php) {
+    CHECK(php_loads(file));
+  } else {
+    WARN("php-cli with SimpleXML is not installed: the PHP half of this test did not run");
+  }
 }

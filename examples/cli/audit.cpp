@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <tuple>
+#include <utility>
 
 #include "cli.hpp"
 #include "hook.hpp"
@@ -50,8 +52,9 @@ const char* env(const char* name) {
   return v && *v ? v : nullptr;
 }
 
-// Opens `path` for appending; a file it creates gets `mode` exactly (0: as the umask says).
-int open_for_append(const std::filesystem::path& path, mode_t mode,
+// Opens `path` for appending; a file it creates gets `mode` exactly (0: as the umask says) and
+// the group `group` when this user may give it (-1: the group the system gives).
+int open_for_append(const std::filesystem::path& path, mode_t mode, gid_t group,
                     int extra = O_WRONLY | O_APPEND) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     int fd = ::open(path.c_str(), extra | O_CLOEXEC | O_NOFOLLOW);
@@ -59,7 +62,12 @@ int open_for_append(const std::filesystem::path& path, mode_t mode,
     fd =
         ::open(path.c_str(), extra | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode ? mode : 0666);
     if (fd >= 0) {
-      if (mode) ::fchmod(fd, mode);  // past the umask: every user of the state file may append
+      // The state file's group and mode, past the umask: every user who may write the state
+      // file may append, whoever started the log.
+      if (group != static_cast<gid_t>(-1) && ::fchown(fd, -1, group) != 0) {
+        // Not in that group: the log keeps ours.
+      }
+      if (mode) ::fchmod(fd, mode);
       return fd;
     }
     if (errno != EEXIST) return -1;
@@ -67,10 +75,12 @@ int open_for_append(const std::filesystem::path& path, mode_t mode,
   return -1;
 }
 
-mode_t state_file_mode(const std::filesystem::path& state) {
+// The permission bits (group-writable when the state file is) and the group that files the
+// log creates take from the state file.
+std::pair<mode_t, gid_t> state_file_mode(const std::filesystem::path& state) {
   struct stat st {};
-  if (::stat(state.c_str(), &st) != 0) return 0;
-  return st.st_mode & 0666;
+  if (::stat(state.c_str(), &st) != 0) return {0, static_cast<gid_t>(-1)};
+  return {st.st_mode & 0666, st.st_gid};
 }
 
 }  // namespace
@@ -131,14 +141,15 @@ AuditLog::AuditLog(std::filesystem::path path, std::uint64_t max_size, int gener
       generations_(generations < 1 ? 1 : generations) {}
 
 namespace {
-mode_t g_create_mode = 0;  // set by AuditSettings::attach from the state file
-}
+mode_t g_create_mode = 0;                       // set by AuditSettings::attach from the
+gid_t g_create_group = static_cast<gid_t>(-1);  // state file
+}  // namespace
 
 void AuditLog::append(std::string_view line) {
   std::string buf(line);
   buf += '\n';
   for (int attempt = 0;; ++attempt) {
-    detail::unique_fd fd(open_for_append(path_, g_create_mode));
+    detail::unique_fd fd(open_for_append(path_, g_create_mode, g_create_group));
     if (!fd) throw_errno("cannot open the audit log " + path_.string());
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) throw_errno("cannot read the size of " + path_.string());
@@ -163,7 +174,7 @@ void AuditLog::append(std::string_view line) {
 
 void AuditLog::rotate(std::uint64_t incoming) {
   const std::filesystem::path lock_path = path_.string() + ".lock";
-  detail::unique_fd lock(open_for_append(lock_path, g_create_mode, O_RDONLY));
+  detail::unique_fd lock(open_for_append(lock_path, g_create_mode, g_create_group, O_RDONLY));
   if (!lock) throw_errno("cannot open the audit log's lock file " + lock_path.string());
   while (::flock(lock.get(), LOCK_EX) != 0)
     if (errno != EINTR) throw_errno("cannot lock " + lock_path.string());
@@ -272,7 +283,7 @@ void AuditSettings::attach(Context& ctx) {
 
   if (const auto path = log_path(ctx)) {
     log_.emplace(*path, max_size, generations);
-    g_create_mode = state_file_mode(ctx.state_path());
+    std::tie(g_create_mode, g_create_group) = state_file_mode(ctx.state_path());
   }
   if (!hook.empty()) hooks_ = std::make_unique<HookRunner>(hook, timeout);
   if (!log_ && !hooks_) return;

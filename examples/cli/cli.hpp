@@ -96,6 +96,10 @@ class Context {
   XmlStateStore& store();
   /// The state as messages name it: the file, or postgresql://user@host:port/db.
   std::string describe_state();
+  /// For commands that may change the state (run, wait, clear): throws mama::error naming the
+  /// file when this user cannot change it (no write permission, a read-only file system, an
+  /// immutable or append-only file), before anything is detected, cleared or waited for.
+  void require_writable();
   /// Rows 4/5 of SPEC §3.
   std::chrono::seconds stale_after() const {
     return std::chrono::seconds(stale_after_sec.value_or(300));

@@ -1,6 +1,7 @@
 // examples/cli/cmd_clear.cpp — `mama clear <machine>|all [--force]`: clear stale jobs (and, on
 // request, live ones). Deciding and clearing happen in one transaction, after re-reading.
 #include <iostream>
+#include <map>
 
 #include "cli.hpp"
 
@@ -94,8 +95,20 @@ int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
 
   // `all`: every machine, in one critical section.
   std::vector<Decision> decisions;
-  for (const auto& m : tx.machines())
-    if (!m.name.empty()) decisions.push_back(clear_one(ctx, store, tx, m.name, args.force));
+  const auto machines = tx.machines();
+  std::map<std::string_view, int> uses;  // a name used twice is refused by the store: skip it
+  for (const auto& m : machines) ++uses[m.name];
+  for (const auto& m : machines) {
+    if (m.name.empty()) continue;
+    if (int& n = uses[m.name]; n != 1) {
+      if (n > 1)
+        std::cerr << "mama: skipped '" << esc(m.name) << "': more than one machine in "
+                  << store.describe() << " has that name; rename one\n";
+      n = 0;  // said once
+      continue;
+    }
+    decisions.push_back(clear_one(ctx, store, tx, m.name, args.force));
+  }
   tx.commit();
   { auto done = std::move(tx); }
   int cleared = 0;

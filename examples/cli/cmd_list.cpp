@@ -1,6 +1,13 @@
 // examples/cli/cmd_list.cpp — `mama list [--json]`: every machine and its job, as the PHP tool
-// prints them, with ` [STALE]` after a stale job.
+// prints them (its src/main.php cmd_list), with ` [STALE]` after a stale job.
+//
+// Byte for byte the tool's table on a lab without power devices: machines sorted by name as PHP
+// compares strings, each cell cut and padded as its Util::pad_str does (by bytes, but never
+// inside a UTF-8 character), `On`/`VM` as `Yes` or empty, the MAC in lower case, the header's
+// `Job` padded to 32 and a rule of 85 dashes. State and Pwr are `-` (only ping and the power
+// device could tell). Every difference is listed in the README's `mama list` section.
 #include <iostream>
+#include <map>
 
 #include "cli.hpp"
 #include "views.hpp"
@@ -11,26 +18,6 @@ namespace {
 
 // The PHP tool's columns: No, Name, IP, MAC, State, On, Pwr, VM; then the job, unpadded.
 constexpr std::size_t widths[] = {4, 16, 16, 18, 8, 5, 6, 4};
-
-// `value` cut to `width - 1` characters, padded to that, then one space (as the PHP tool does).
-// Counts UTF-8 characters, not bytes, so names in other scripts neither break nor misalign.
-std::string cell(std::string_view value, std::size_t width) {
-  std::string out;
-  std::size_t chars = 0;
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    const auto c = static_cast<unsigned char>(value[i]);
-    if ((c & 0xc0) != 0x80) {
-      if (chars == width - 1) break;
-      ++chars;
-    }
-    out += value[i];
-  }
-  out.append(width - 1 - chars, ' ');
-  out += ' ';
-  return out;
-}
-
-std::string yes_no(std::string_view flag) { return flag == "1" ? "Yes" : "No"; }
 
 struct ListArgs {
   bool json = false;
@@ -50,6 +37,14 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
             : look_at(ctx, store, tx, m.name, m.job, hold_probe::token_records).assessment);
   { auto done = std::move(tx); }  // unlock before printing
 
+  // A name used twice: the lab is shown, but nothing may claim or clear that name (the store
+  // refuses it) until one is renamed.
+  std::map<std::string_view, int> uses;
+  for (const auto& m : machines)
+    if (!m.name.empty() && ++uses[m.name] == 2)
+      std::cerr << "mama: warning: " << store.describe() << " names machine '" << esc(m.name)
+                << "' more than once; run, wait, clear and info refuse it until one is renamed\n";
+
   if (args.json) {
     nlohmann::ordered_json j;
     j["state"] = store.describe();
@@ -62,21 +57,25 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
 
   const char* headers[] = {"No", "Name", "IP", "MAC", "State", "On", "Pwr", "VM"};
   std::string out;
-  for (std::size_t c = 0; c < 8; ++c) out += cell(headers[c], widths[c]);
-  out += "Job\n";
-  out += std::string(81, '-') + "\n";
-  for (std::size_t i = 0; i < machines.size(); ++i) {
+  for (std::size_t c = 0; c < 8; ++c) out += php_cell(headers[c], widths[c]);
+  out += php_cell("Job", 32) + "\n";
+  out += std::string(85, '-') + "\n";
+  std::size_t number = 0;
+  for (const std::size_t i : php_order(machines)) {
     const auto& m = machines[i];
+    std::string mac(m.field("mac"));
+    for (char& c : mac)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     // State and Pwr need ping and the power device: mama never touches the network.
-    const std::string values[] = {std::to_string(i + 1),
+    const std::string values[] = {std::to_string(++number),
                                   esc(m.name),
                                   esc(m.field("ip")),
-                                  esc(m.field("mac")),
+                                  esc(mac),
                                   "-",
-                                  yes_no(m.field("is_started")),
+                                  php_is_one(m.field("is_started")) ? "Yes" : "",
                                   "-",
-                                  m.field("only_vm") == "1" ? "Yes" : ""};
-    for (std::size_t c = 0; c < 8; ++c) out += cell(values[c], widths[c]);
+                                  php_is_one(m.field("only_vm")) ? "Yes" : ""};
+    for (std::size_t c = 0; c < 8; ++c) out += php_cell(values[c], widths[c]);
     out += esc(m.job.job);
     if (verdicts[i].verdict == verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
     if (verdicts[i].verdict == verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");

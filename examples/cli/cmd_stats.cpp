@@ -3,12 +3,17 @@
 // forced clears and how long phantom jobs blocked the machine; per job text how often it was
 // left stale. Reads the log and its rotated generation(s), oldest first; writes nothing.
 //
+// `--prometheus` writes the same log (plus which machines are busy now, from the state) in the
+// Prometheus text exposition format for node_exporter's textfile collector: counters over the
+// whole log, so --since does not apply.
+//
 // Blocked time of one stale job = the time it was cleared (the stale_cleared event) minus the
 // time the job was set on the machine (its job_timestamp, logged as job_started). When the job
 // died is unknown, so this is an upper bound: it includes the time the job ran while alive.
 #include <time.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -26,6 +31,7 @@ struct StatsArgs {
   std::string since;
   std::string machine;
   bool json = false;
+  bool prometheus = false;
 };
 
 // "7d", "24h", "90m", "30min", "3600s", "2w" -> seconds.
@@ -80,6 +86,8 @@ std::string iso_of(std::int64_t epoch) {
 
 struct MachineStats {
   long claims = 0;
+  long waited_claims = 0;      // claims that had to wait for the machine
+  std::int64_t waited_ms = 0;  // how long they waited, together
   long stale = 0;
   long forced = 0;
   long blocked_known = 0;
@@ -100,6 +108,8 @@ struct Stats {
   std::optional<std::int64_t> first;
   std::map<std::string, MachineStats> machines;
   std::map<std::string, JobStats> jobs;
+  std::map<std::pair<std::string, std::string>, long> detected;  // (machine, reason) -> count
+  std::set<std::pair<std::string, std::int64_t>> waiting;  // (machine, pid) waiting, not claimed
 };
 
 std::string text_of(const nlohmann::json& j, const char* key) {
@@ -129,8 +139,19 @@ void add_line(Stats& s, const std::string& line, std::optional<std::int64_t> sin
   ++s.events;
   if (!s.first || *epoch < *s.first) s.first = epoch;
   MachineStats& m = s.machines[machine];
-  if (event == "claimed") {
+  // A claim waited for a busy machine when the same process logged `waiting` for that machine
+  // before its `claimed` (which carries the whole time it waited).
+  const auto waiter = std::make_pair(machine, int_of(j, "pid").value_or(-1));
+  if (event == "waiting") {
+    s.waiting.insert(waiter);
+  } else if (event == "claimed") {
     ++m.claims;
+    if (s.waiting.erase(waiter)) {
+      ++m.waited_claims;
+      m.waited_ms += int_of(j, "waited_ms").value_or(0);
+    }
+  } else if (event == "stale_detected") {
+    ++s.detected[{machine, text_of(j, "reason")}];
   } else if (event == "forced_clear") {
     ++m.forced;
   } else if (event == "stale_cleared") {
@@ -276,6 +297,147 @@ void print_text_stats(const Stats& s, std::optional<std::int64_t> since,
                "an upper bound,\nsince when the job died is not recorded.\n";
 }
 
+// Prometheus text format (exposition format 0.0.4): a label value with \, " and line feed
+// escaped; bytes that are not UTF-8 become U+FFFD (the format is UTF-8).
+std::string prometheus_label(std::string_view value) {
+  std::string out;
+  for (std::size_t i = 0; i < value.size();) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c >= 0x80) {
+      std::size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                        : c >= 0xe0 && c <= 0xef ? 3
+                        : c >= 0xf0 && c <= 0xf4 ? 4
+                                                 : 0;
+      bool ok = len > 0 && i + len <= value.size();
+      for (std::size_t k = 1; ok && k < len; ++k)
+        ok = (static_cast<unsigned char>(value[i + k]) & 0xc0) == 0x80;
+      if (ok && len == 3) {
+        const auto c1 = static_cast<unsigned char>(value[i + 1]);
+        ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);  // overlong, surrogate
+      }
+      if (ok && len == 4) {
+        const auto c1 = static_cast<unsigned char>(value[i + 1]);
+        ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+      }
+      if (!ok) {
+        out += "\xef\xbf\xbd";
+        ++i;
+        continue;
+      }
+      out.append(value.substr(i, len));
+      i += len;
+      continue;
+    } else {
+      out += static_cast<char>(c);
+    }
+    ++i;
+  }
+  return out;
+}
+
+class PrometheusText {
+ public:
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  void sample(std::string_view name,
+              const std::vector<std::pair<std::string_view, std::string_view>>& labels,
+              double value) {
+    out_ += name;
+    if (!labels.empty()) {
+      out_ += '{';
+      for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (i) out_ += ',';
+        out_ += labels[i].first;
+        out_ += "=\"";
+        out_ += prometheus_label(labels[i].second);
+        out_ += '"';
+      }
+      out_ += '}';
+    }
+    char buf[64];  // whole numbers as such, seconds to the millisecond
+    if (value == std::floor(value) && std::fabs(value) < 1e15)
+      std::snprintf(buf, sizeof buf, " %.0f\n", value);
+    else
+      std::snprintf(buf, sizeof buf, " %.3f\n", value);
+    out_ += buf;
+  }
+  const std::string& text() const { return out_; }
+
+ private:
+  std::string out_;
+};
+
+// Which machines hold a live job now (running, on another host, or a record mama cannot
+// judge), decided as `list` decides.
+template <class Store>
+std::vector<std::pair<std::string, bool>> busy_machines(Context& ctx, Store& store) {
+  auto tx = store.begin();
+  std::vector<std::pair<std::string, bool>> out;
+  for (const auto& m : tx.machines()) {
+    if (m.name.empty()) continue;
+    const auto a = look_at(ctx, store, tx, m.name, m.job, hold_probe::token_records).assessment;
+    out.emplace_back(m.name, a.busy());
+  }
+  return out;
+}
+
+void print_prometheus(Context& ctx, const Stats& s, const std::string& only) {
+  auto busy = ctx.with_store([&](auto& store) { return busy_machines(ctx, store); });
+  std::sort(busy.begin(), busy.end());
+  PrometheusText p;
+  p.family("mama_stale_jobs_detected_total", "counter",
+           "Stale jobs mama detected (and cleared), by machine and reason, from the audit log.");
+  for (const auto& [key, count] : s.detected)
+    p.sample("mama_stale_jobs_detected_total", {{"machine", key.first}, {"reason", key.second}},
+             static_cast<double>(count));
+  p.family("mama_forced_clears_total", "counter",
+           "Live jobs cleared with clear --force, by machine, from the audit log.");
+  for (const auto& [name, m] : s.machines)
+    p.sample("mama_forced_clears_total", {{"machine", name}}, static_cast<double>(m.forced));
+  p.family("mama_claims_total", "counter", "Claims of a machine, from the audit log.");
+  for (const auto& [name, m] : s.machines)
+    p.sample("mama_claims_total", {{"machine", name}}, static_cast<double>(m.claims));
+  p.family("mama_claim_waits_total", "counter",
+           "Claims that had to wait for a busy machine (a waiting event before the claim), "
+           "from the audit log.");
+  for (const auto& [name, m] : s.machines)
+    p.sample("mama_claim_waits_total", {{"machine", name}}, static_cast<double>(m.waited_claims));
+  p.family("mama_claim_wait_seconds_total", "counter",
+           "Time claims waited for a busy machine, from the audit log.");
+  for (const auto& [name, m] : s.machines)
+    p.sample("mama_claim_wait_seconds_total", {{"machine", name}},
+             static_cast<double>(m.waited_ms) / 1000.0);
+  p.family("mama_machine_busy", "gauge",
+           "1 when the machine holds a live job now (from the state file), else 0.");
+  std::size_t busy_count = 0;
+  for (const auto& [name, is_busy] : busy) {
+    if (!only.empty() && name != only) continue;
+    busy_count += is_busy ? 1 : 0;
+    p.sample("mama_machine_busy", {{"machine", name}}, is_busy ? 1 : 0);
+  }
+  p.family("mama_machines_busy", "gauge", "Machines that hold a live job now.");
+  p.sample("mama_machines_busy", {}, static_cast<double>(busy_count));
+  p.family("mama_audit_log_malformed_lines", "gauge",
+           "Lines of the audit log that could not be read (skipped).");
+  p.sample("mama_audit_log_malformed_lines", {}, static_cast<double>(s.malformed));
+  std::cout << p.text() << std::flush;
+}
+
 int run_stats(Context& ctx, const StatsArgs& args) {
   const auto path = ctx.audit.log_path(ctx);
   if (!path)
@@ -300,7 +462,9 @@ int run_stats(Context& ctx, const StatsArgs& args) {
     std::string line;
     while (std::getline(in, line)) add_line(s, line, since, args.machine);
   }
-  if (args.json)
+  if (args.prometheus)
+    print_prometheus(ctx, s, args.machine);
+  else if (args.json)
     print_json_stats(s, since);
   else
     print_text_stats(s, since, args.since);
@@ -329,7 +493,12 @@ void add_stats_command(CLI::App& app, Context& ctx, Action& selected) {
           },
           ""));
   cmd->add_option("--machine", args->machine, "Only this machine (its name)")->type_name("M");
-  cmd->add_flag("--json", args->json, "Print JSON instead of tables");
+  auto* json = cmd->add_flag("--json", args->json, "Print JSON instead of tables");
+  cmd->add_flag("--prometheus", args->prometheus,
+                "Print counters over the whole log and which machines are busy now, in the "
+                "Prometheus text format (for node_exporter's textfile collector)")
+      ->excludes(json)
+      ->excludes("--since");
   cmd->callback(
       [&selected, args] { selected = [args](Context& c) { return run_stats(c, *args); }; });
 }

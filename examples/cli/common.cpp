@@ -1,8 +1,14 @@
 // examples/cli/common.cpp — the helpers of cli.hpp.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pwd.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 
@@ -67,6 +73,57 @@ std::string Context::describe_state() {
   return with_store([](const auto& s) { return s.describe(); });
 }
 
+namespace {
+bool immutable_or_append_only(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return false;
+  int flags = 0;
+  const bool got = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+  ::close(fd);
+  return got && (flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) != 0;
+}
+}  // namespace
+
+void Context::require_writable() {
+  if (state_is_database()) return;
+  const std::filesystem::path path = state_path();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (fd >= 0) {
+    ::close(fd);
+    return;
+  }
+  const int e = errno;
+  const std::error_code code(e, std::system_category());
+  const std::string file = path.string();
+  if (e == EPERM && immutable_or_append_only(path)) {
+    // chattr +i (immutable) or +a (append-only): even root cannot open it for writing.
+    throw error(code,
+                file + " is immutable or append-only (chattr +i or +a; see `lsattr " + file +
+                    "`), so mama cannot change it; remove the flag as root with `chattr -i -a " +
+                    file + "`, or use `mama list`/`mama info`, which only read it");
+  }
+  if (e == EACCES) {
+    std::string user = "this user";
+    if (const passwd* pw = ::getpwuid(::geteuid())) user = "user '" + esc(pw->pw_name) + "'";
+    throw error(code, "cannot change " + file + ": " + user +
+                          " has no write permission on it, and this command may have to (it "
+                          "claims machines or clears stale jobs); run it as a user who may change "
+                          "the lab state (" +
+                          file + " was not changed)");
+  }
+  if (e == EPERM)
+    throw error(code, "cannot open " + file +
+                          " for writing (operation not permitted), and this "
+                          "command may have to change it; check its attributes with `lsattr " +
+                          file + "` (" + file + " was not changed)");
+  if (e == EROFS)
+    throw error(code, "cannot change " + file +
+                          ": it is on a read-only file system; this command may have to change it "
+                          "(" +
+                          file + " was not changed)");
+  // Missing, a directory, ...: the store says what is wrong when it opens the file.
+}
+
 Observation Context::here() const {
   return Observation{probe.host_name(), probe.boot_id(), clock.now(), stale_after(),
                      hold_state::none};
@@ -126,14 +183,32 @@ std::string human_duration(std::chrono::nanoseconds d) {
 }
 
 namespace {
-std::optional<double> seconds_value(const std::string& text, bool fractional) {
-  if (text.empty()) return std::nullopt;
-  for (char c : text)
-    if (!((c >= '0' && c <= '9') || (fractional && c == '.'))) return std::nullopt;
+// The largest number of seconds mama takes: what a signed 64-bit count of nanoseconds holds
+// (about 292 years; the guard compares waited time with it and never adds to it).
+constexpr double max_seconds = 9223372036.0;
+
+// A number of seconds (digits, with one '.' when `fractional`), or why it is not one.
+std::optional<double> seconds_value(const std::string& text, bool fractional,
+                                    std::string* problem = nullptr) {
+  const auto fail = [&](std::string why) -> std::optional<double> {
+    if (problem) *problem = std::move(why);
+    return std::nullopt;
+  };
+  const std::string example =
+      fractional ? "a number >= 0 such as 30 or 0.5" : "a whole number >= 0 such as 600";
+  const auto digits =
+      std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const auto dots = std::count(text.begin(), text.end(), '.');
+  if (text.empty() || digits == 0 || digits + dots != static_cast<long>(text.size()) ||
+      dots > (fractional ? 1 : 0))
+    return fail("'" + esc(text) + "' is not a number of seconds; give " + example);
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
-  if (end != text.c_str() + text.size() || !std::isfinite(v) || v < 0 || v > 1e9)
-    return std::nullopt;
+  if (end != text.c_str() + text.size() || !std::isfinite(v) || v < 0)
+    return fail("'" + esc(text) + "' is not a number of seconds; give " + example);
+  if (v > max_seconds)
+    return fail("'" + esc(text) + "' seconds is more than mama can count (at most 9223372036, " +
+                "about 292 years); give a smaller number");
   return v;
 }
 }  // namespace
@@ -141,9 +216,9 @@ std::optional<double> seconds_value(const std::string& text, bool fractional) {
 CLI::Validator seconds_validator(bool fractional) {
   return CLI::Validator(
       [fractional](std::string& value) -> std::string {
-        if (seconds_value(value, fractional)) return {};
-        return "'" + esc(value) + "' is not a number of seconds; give " +
-               (fractional ? "a number >= 0 such as 30 or 0.5" : "a whole number >= 0 such as 600");
+        std::string problem;
+        if (seconds_value(value, fractional, &problem)) return {};
+        return problem;
       },
       "");
 }
@@ -155,7 +230,7 @@ std::chrono::nanoseconds parse_seconds(const std::string& text) {
 
 void add_stale_after_option(CLI::App& app, Context& ctx) {
   app.add_option_function<std::string>(
-         "--stale-after", [&ctx](const std::string& v) { ctx.stale_after_sec = std::stol(v); },
+         "--stale-after", [&ctx](const std::string& v) { ctx.stale_after_sec = std::stoll(v); },
          "A job without a PID counts as stale when it was set longer ago than this (default 300)")
       ->type_name("SEC")
       ->check(seconds_validator(false));

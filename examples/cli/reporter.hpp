@@ -2,15 +2,19 @@
 //
 // Guards (`run`) and the commands themselves (`wait`, `clear`) report every step as a
 // mama::Event to Reporter::report. It prints what a user must see on stderr: the SPEC's
-// "Detected stale job: ..." line, release problems, and what a wait waits for (updated in place
-// with \r on a terminal, plain lines otherwise). Listeners added with `listen` (an audit log, a
-// hook) see every event too.
+// "Detected stale job: ..." line, release problems, and what a wait waits for. On a terminal
+// that is one status line rewritten in place, cut to the window's width (TIOCGWINSZ, read
+// again for every line) on a character boundary so it never wraps. Into a pipe or a log it is a
+// plain line when the holder changes (the machine, the job record or the reason, not the text
+// with its growing "started N s ago") and otherwise one a minute. Listeners added with `listen`
+// (an audit log, a hook) see every event too.
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <mama/events.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mama::cli {
@@ -34,14 +38,17 @@ class Reporter {
   /// Ends an in-place status line (call before printing anything else to stderr).
   void end_line();
 
+  /// `line` cut to at most `columns` terminal columns, never inside a UTF-8 character (East
+  /// Asian wide characters count two columns).
+  static std::string fit(std::string_view line, std::size_t columns);
+
  private:
   void show_waiting(const Event& e);
 
   bool tty_ = false;
   bool color_ = false;
   bool line_open_ = false;
-  std::size_t line_width_ = 0;
-  std::string last_holder_;                  // what the last plain line said was holding
+  std::string last_holder_;                  // who held the machine at the last plain line
   std::chrono::nanoseconds last_plain_{-1};  // waited time at the last plain line
   std::vector<std::function<void(const Event&)>> listeners_;
 };

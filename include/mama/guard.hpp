@@ -17,12 +17,19 @@
 #pragma once
 
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "mama/clock.hpp"
 #include "mama/error.hpp"
@@ -49,7 +56,14 @@ struct GuardOptions {
   /// Rows 4/5 of SPEC §3: a PID-less job older than this is stale.
   std::chrono::seconds stale_after{300};
   /// Receives every event; empty: mama::default_event_handler (stale-job lines to stderr).
+  /// Events are delivered after the state lock is released, never inside the critical section,
+  /// so a handler may open the same store.
   EventHandler on_event{};
+  /// Called once, from the store's own watcher thread, when a store whose holds can be lost
+  /// (the PostgreSQL store: its session could not be confirmed within the deadline) reports
+  /// that this claim lost its hold. The job must stop: another host may take the machine once
+  /// the holder's margin has passed. Also reported as event_kind::hold_lost.
+  std::function<void(std::string_view reason)> on_lost{};
 };
 
 namespace detail {
@@ -72,6 +86,55 @@ inline std::string make_token() {
     token += hex[b & 15];
   }
   return token;
+}
+
+/// The claims that live guards of this process hold, by token: a record that names this
+/// process but carries none of them is a leftover of an earlier claim of this process (its
+/// release failed), not a live job. Copied into a fork child, where it names the parent's
+/// claims, whose records name the parent, not the child.
+class live_claims {
+ public:
+  static void add(const std::string& token) {
+    std::lock_guard lock(mutex());
+    tokens().insert(token);
+  }
+  static void remove(const std::string& token) noexcept {
+    std::lock_guard lock(mutex());
+    tokens().erase(token);
+  }
+  static bool contains(const std::string& token) {
+    std::lock_guard lock(mutex());
+    return tokens().count(token) != 0;
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<std::string>& tokens() {
+    static std::set<std::string> t;
+    return t;
+  }
+};
+
+/// Calls `h.on_lost(fn)` when the store's hold can report its loss (an optional refinement).
+template <class Hold, class Fn>
+void watch_loss(Hold& h, Fn&& fn) {
+  if constexpr (requires { h.on_lost(std::function<void(std::string)>(fn)); })
+    h.on_lost(std::function<void(std::string)>(std::forward<Fn>(fn)));
+}
+
+/// A live process other than this one that holds `machine`'s hold, when the store can tell
+/// (an optional refinement of the transaction, `t.hold_owner(m)`).
+template <class Tx>
+std::optional<ProcessIdentity> hold_owner(Tx& tx, std::string_view machine) {
+  if constexpr (requires {
+                  { tx.hold_owner(machine) } -> std::same_as<std::optional<ProcessIdentity>>;
+                })
+    return tx.hold_owner(machine);
+  else
+    return std::nullopt;
 }
 
 /// Whether `store`'s holds decide for holders on other hosts too (an optional store trait,
@@ -125,6 +188,10 @@ Judgement<StateStore> judge(StateStore& store, typename StateStore::transaction&
 }
 
 /// RAII claim of one machine for one job. Move-only. See the top of this header.
+///
+/// Only the process that claimed may release: a guard whose destructor or release() runs in
+/// another process (a fork child leaving the guard's scope, a GoogleTest death test, `exit()`
+/// in a child) does nothing to the record or to the claim's locks.
 template <class Clock, class ProcessProbe, class StateStore>
 class StaleJobGuard {
   // Checked here rather than in the template head so that fwd.hpp can name the defaults.
@@ -141,7 +208,8 @@ class StaleJobGuard {
 
   /// Claims `machine`, waiting (and clearing stale jobs) until it is free.
   /// Throws mama::error: unknown_machine, timeout, bad_record (a record nobody can judge),
-  /// bad_state_file / io_error from the store, invalid_argument for an empty job text.
+  /// bad_state_file / io_error from the store, invalid_argument for a job text that is empty,
+  /// not valid UTF-8 or holds control characters (checked before any waiting).
   StaleJobGuard(StateStore store, std::string machine, GuardOptions options = {}, Clock clock = {},
                 ProcessProbe probe = {})
       : StaleJobGuard(std::move(store), std::move(machine), std::move(options), std::move(clock),
@@ -158,6 +226,15 @@ class StaleJobGuard {
     return std::optional<StaleJobGuard>(std::move(g));
   }
 
+  /// Waits until `machine` is free, clearing stale jobs on the way exactly as a claim does, but
+  /// claims nothing (`mama wait`): the file is written only to clear or stamp a job. Returns
+  /// when the record is idle and its hold free. Throws what the constructor throws.
+  static void wait_until_free(StateStore store, std::string machine, GuardOptions options = {},
+                              Clock clock = {}, ProcessProbe probe = {}) {
+    StaleJobGuard g(std::move(store), std::move(machine), std::move(options), std::move(clock),
+                    std::move(probe), mode::until_free);
+  }
+
   StaleJobGuard(StaleJobGuard&& other) noexcept
       : store_(std::move(other.store_)),
         clock_(std::move(other.clock_)),
@@ -167,6 +244,8 @@ class StaleJobGuard {
         mine_(std::move(other.mine_)),
         previous_(std::move(other.previous_)),
         hold_(std::move(other.hold_)),
+        lost_(std::move(other.lost_)),
+        owner_pid_(other.owner_pid_),
         active_(std::exchange(other.active_, false)) {
     other.hold_.reset();
   }
@@ -180,52 +259,130 @@ class StaleJobGuard {
     try {
       release();
     } catch (const std::exception& e) {
-      emit(event_kind::release_failed, mine_, e.what());
+      deliver({{event_kind::release_failed, mine_, e.what()}});
     } catch (...) {
-      emit(event_kind::release_failed, mine_, "unknown error");
+      deliver({{event_kind::release_failed, mine_, "unknown error"}});
     }
   }
 
   /// Releases now instead of at scope exit. Throws mama::error when the store fails; the guard
-  /// is inactive afterwards either way (the kernel hold is dropped, so the job reads as stale).
+  /// is inactive afterwards either way (the kernel hold is dropped, so the job reads as stale
+  /// once its processes are gone).
+  ///
+  /// When processes of the job still hold the machine's hold after this claim dropped its own
+  /// (children that left the job's process group and kept the inherited lock), the record is
+  /// kept, naming one of them when the store can tell (event_kind::leftover_holders): the
+  /// machine reads busy to this library and to the PHP tool until they end.
+  ///
+  /// In a process other than the one that claimed (a fork child), it only forgets the claim.
   void release() {
     if (!active_) return;
     active_ = false;
+    detail::live_claims::remove(mine_.token);
     auto hold = std::move(hold_);
     hold_.reset();
-    auto tx = store_.begin();
-    const auto current = tx.find(machine_);
-    if (!current) {
-      emit(event_kind::successor_found, JobRecord{}, "machine no longer in the state");
+    if (!claimed_here()) {
+      abandon(hold);
       return;
     }
-    if (!is_mine(*current)) {
-      emit(event_kind::successor_found, *current, {});
-      return;
+    std::vector<pending> events;
+    {
+      auto tx = store_.begin();
+      const auto current = tx.find(machine_);
+      if (!current) {
+        events.push_back(
+            {event_kind::successor_found, JobRecord{}, "machine no longer in the state"});
+      } else if (!is_mine(*current)) {
+        events.push_back({event_kind::successor_found, *current, {}});
+      } else {
+        std::optional<typename StateStore::hold> again;
+        if (hold && store_.exact_liveness()) {
+          hold.reset();  // our own descriptor; job processes may share the lock
+          again = tx.try_hold(machine_);
+          if (!again) {
+            // Name a process that holds it; when the store cannot tell, name none: the hold
+            // alone then decides (never this process, which goes on living and claiming, so
+            // two processes would wait on each other's leftovers forever).
+            JobRecord kept = *current;
+            kept.pid.clear();
+            kept.start.clear();
+            if (const auto owner = detail::hold_owner(tx, machine_)) {
+              kept.pid = std::to_string(owner->pid);
+              kept.start = owner->start ? std::to_string(owner->start) : std::string();
+            }
+            tx.write(machine_, kept);
+            tx.commit();
+            events.push_back({event_kind::leftover_holders, kept,
+                              "processes of the job still hold the machine's lock; the record "
+                              "is kept until they end"});
+          }
+        }
+        if (events.empty()) {
+          tx.write(machine_, previous_ ? *previous_ : JobRecord{});
+          tx.commit();
+          // Inside the critical section: a waiter never sees our record with a free hold.
+          hold.reset();
+          again.reset();
+          events.push_back({event_kind::released, mine_, {}});
+        }
+      }
     }
-    tx.write(machine_, previous_ ? *previous_ : JobRecord{});
-    tx.commit();
-    hold.reset();  // inside the critical section: a waiter never sees our record with a free hold
-    emit(event_kind::released, mine_, {});
+    deliver(events);
+  }
+
+  /// Records `who` as the job's process in this claim's record (job_pid, job_start), keeping
+  /// the token: a wrapper that runs the job as a child (`mama run`) names the process most likely
+  /// to live as long as the job, so the PHP tool's `ps -p job_pid` stays true to the job if the
+  /// wrapper is killed. `who` must have inherited the claim's hold. Returns false, changing
+  /// nothing, when the record is no longer this claim's. Throws mama::error from the store.
+  bool hand_over(ProcessIdentity who) {
+    if (!active_ || !claimed_here()) return false;
+    std::vector<pending> events;
+    bool done = false;
+    {
+      auto tx = store_.begin();
+      const auto current = tx.find(machine_);
+      if (current && is_mine(*current)) {
+        JobRecord r = mine_;
+        r.pid = std::to_string(who.pid);
+        r.start = who.start ? std::to_string(who.start) : std::string();
+        tx.write(machine_, r);
+        tx.commit();
+        mine_ = std::move(r);
+        done = true;
+      } else {
+        events.push_back({event_kind::successor_found, current ? *current : JobRecord{}, {}});
+      }
+    }
+    deliver(events);
+    return done;
   }
 
   /// The machine this guard claimed.
   const std::string& machine() const noexcept { return machine_; }
-  /// The job fields this claim wrote.
+  /// The job fields of this claim's record.
   const JobRecord& record() const noexcept { return mine_; }
   /// This claim's token.
   const std::string& token() const noexcept { return mine_.token; }
   /// True when an ancestor held the machine and this claim runs inside it.
   bool nested() const noexcept { return previous_.has_value(); }
-  /// False after release() or a move.
-  bool active() const noexcept { return active_; }
+  /// False after release() or a move, and once the hold was lost.
+  bool active() const noexcept { return active_ && !lost(); }
+  /// True once the store reported that this claim lost its hold (see GuardOptions::on_lost).
+  bool lost() const noexcept { return lost_ && lost_->load(); }
 
   StateStore& store() noexcept { return store_; }
   Clock& clock() noexcept { return clock_; }
   ProcessProbe& probe() noexcept { return probe_; }
 
  private:
-  enum class mode { wait, once };
+  enum class mode { wait, once, until_free };
+  struct pending {
+    event_kind kind;
+    JobRecord record;
+    std::string reason;
+    std::chrono::nanoseconds waited{};
+  };
 
   StaleJobGuard(StateStore store, std::string machine, GuardOptions options, Clock clock,
                 ProcessProbe probe, mode m)
@@ -237,8 +394,14 @@ class StaleJobGuard {
     if (machine_.empty())
       throw error(errc::invalid_argument, "no machine name given for " + store_.describe());
     if (options_.job.empty())
-      throw error(errc::invalid_argument,
-                  "empty job text for machine '" + machine_ + "': give the job a description");
+      throw error(errc::invalid_argument, "empty job text for machine '" +
+                                              detail::escape_control(machine_) +
+                                              "': give the job a description");
+    if (const auto problem = detail::job_text_problem(options_.job))
+      throw error(errc::invalid_argument, "the job text for machine '" +
+                                              detail::escape_control(machine_) + "' in " +
+                                              store_.describe() + " cannot be stored: " + *problem +
+                                              "; give valid UTF-8 text without control characters");
     claim(m);
   }
 
@@ -250,62 +413,91 @@ class StaleJobGuard {
     std::optional<typename StateStore::watcher> watcher;
 
     for (;;) {
-      auto tx = store_.begin();
-      const auto found = tx.find(machine_);
-      if (!found)
-        throw error(errc::unknown_machine, "machine '" + detail::escape_control(machine_) +
-                                               "' not found in " + store_.describe() +
-                                               "; check the name with `mama list`");
-      JobRecord record = *found;
-
-      auto [verdict, hold, hold_free] = judge(
-          store_, tx, machine_, record, Observation{host, boot, clock_.now(), options_.stale_after},
-          [this](int pid, std::optional<std::uint64_t> start) { return probe_.check(pid, start); });
-
-      // Nest only inside a live claim: a claim record whose hold we just got is dead (e.g. our
-      // own earlier claim whose release failed), and nesting takes no hold of its own.
-      const bool ancestor_claim_dead = hold && !record.token.empty();
-      if (!record.idle() && !ancestor_claim_dead && held_by_ancestor(record, host, boot)) {
-        hold.reset();
-        previous_ = record;
-        mine_ = make_record(self, host, boot);
-        tx.write(machine_, mine_);
-        tx.commit();
-        active_ = true;
-        emit(event_kind::nested, record, {});
-        return;
-      }
+      std::vector<pending> events;
+      JobRecord record;
       std::string wait_reason;
-      if (verdict.verdict == verdict::invalid) {
-        throw error(errc::bad_record, "machine '" + detail::escape_control(machine_) + "' in " +
-                                          store_.describe() + ": " + verdict.reason);
-      } else if (verdict.verdict == verdict::stale) {
-        emit(event_kind::stale_detected, record, verdict.reason);
-        record = JobRecord{};
-        tx.write(machine_, record);
-        if (hold_free) {
-          claim_in(tx, std::move(hold), self, host, boot);
-          emit(event_kind::stale_cleared, *found, verdict.reason);
-          emit(event_kind::claimed, mine_, {}, clock_.steady_now() - started);
-          return;
-        }
-        tx.commit();  // the clearing stands even though leftovers keep us waiting
-        emit(event_kind::stale_cleared, *found, verdict.reason);
-        wait_reason = "job lock held by leftover processes of the previous job";
-      } else if (verdict.verdict == verdict::idle) {
-        if (hold_free) {
-          claim_in(tx, std::move(hold), self, host, boot);
-          emit(event_kind::claimed, mine_, {}, clock_.steady_now() - started);
-          return;
-        }
-        wait_reason = "job lock held by leftover processes of the previous job";
-      } else {
-        wait_reason = verdict.reason.empty() ? std::string("running") : verdict.reason;
-      }
+      bool free_now = false;  // until_free: done without claiming
+      {
+        auto tx = store_.begin();
+        const auto found = tx.find(machine_);
+        if (!found)
+          throw error(errc::unknown_machine, "machine '" + detail::escape_control(machine_) +
+                                                 "' not found in " + store_.describe() +
+                                                 "; check the name with `mama list`");
+        record = *found;
+        const auto now = clock_.now();
 
-      // Busy: leave the critical section, then wait.
-      hold.reset();
-      { auto done = std::move(tx); }
+        auto [assessment, hold, hold_free] =
+            judge(store_, tx, machine_, record, Observation{host, boot, now, options_.stale_after},
+                  [this](int pid, std::optional<std::uint64_t> start) {
+                    return probe_.check(pid, start);
+                  });
+
+        // A record of this very process that no live guard here holds is left from an earlier
+        // claim (its release failed, or its job processes outlived it): never one to nest in.
+        // With the hold free it is ours to clear, whatever the PID says; a held hold is job
+        // processes of that claim still running.
+        const bool own_dead = names_self_but_dead(record, self, host, boot);
+        if (assessment.busy() && hold_free && own_dead)
+          assessment = {verdict::stale,
+                        "left by an earlier claim of this process that was not released"};
+
+        // Nest only inside a live claim of an ancestor (the PHP tool's is_ancestor rule).
+        if (m != mode::until_free && assessment.busy() && !own_dead &&
+            held_by_ancestor(record, host, boot)) {
+          hold.reset();
+          previous_ = record;
+          mine_ = make_record(self, host, boot);
+          tx.write(machine_, mine_);
+          tx.commit();
+          activate();
+          events.push_back({event_kind::nested, record, {}});
+        } else if (assessment.verdict == verdict::invalid) {
+          throw error(errc::bad_record, "machine '" + detail::escape_control(machine_) + "' in " +
+                                            store_.describe() + ": " + assessment.reason);
+        } else if (assessment.verdict == verdict::stale) {
+          events.push_back({event_kind::stale_detected, record, assessment.reason});
+          tx.write(machine_, JobRecord{});
+          if (hold_free && m == mode::until_free) {
+            tx.commit();
+            events.push_back({event_kind::stale_cleared, record, assessment.reason});
+            free_now = true;
+          } else if (hold_free) {
+            claim_in(tx, std::move(hold), self, host, boot);
+            events.push_back({event_kind::stale_cleared, record, assessment.reason});
+            events.push_back({event_kind::claimed, mine_, {}, clock_.steady_now() - started});
+          } else {
+            tx.commit();  // the clearing stands even though leftovers keep us waiting
+            events.push_back({event_kind::stale_cleared, record, assessment.reason});
+            wait_reason = "job lock held by leftover processes of the previous job";
+          }
+        } else if (assessment.verdict == verdict::idle) {
+          if (hold_free && m == mode::until_free) {
+            free_now = true;
+          } else if (hold_free) {
+            claim_in(tx, std::move(hold), self, host, boot);
+            events.push_back({event_kind::claimed, mine_, {}, clock_.steady_now() - started});
+          } else {
+            wait_reason = "job lock held by leftover processes of the previous job";
+          }
+        } else {
+          wait_reason = assessment.reason.empty() ? std::string("running") : assessment.reason;
+          if (detail::needs_first_seen_stamp(record, now)) {
+            // A PID-less job with no usable time: start its stale_after clock now (SPEC §3).
+            record.timestamp = std::to_string(
+                std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+            tx.write(machine_, record);
+            tx.commit();
+            wait_reason += "; stale " + std::to_string(options_.stale_after.count()) +
+                           " s after it was first seen";
+          }
+        }
+        hold.reset();
+      }  // the critical section ends here: events go out after it
+      deliver(events);
+      if (active_ || free_now) return;
+
+      // Busy: wait.
       if (m == mode::once) return;
       const auto waited = clock_.steady_now() - started;
       if (options_.timeout && waited >= *options_.timeout)
@@ -316,7 +508,7 @@ class StaleJobGuard {
                 detail::escape_control(record.job) + "' (PID " +
                 (record.pid.empty() ? std::string("none") : detail::escape_control(record.pid)) +
                 ", " + wait_reason + "); wait longer or check that job");
-      emit(event_kind::waiting, record, wait_reason, waited);
+      deliver({{event_kind::waiting, record, wait_reason, waited}});
       if (!watcher) {
         // Look once more right after subscribing, so a release between our look and the
         // subscription is not missed.
@@ -337,7 +529,42 @@ class StaleJobGuard {
     tx.write(machine_, mine_);
     tx.commit();
     hold_ = std::move(hold);
+    activate();
+    if (hold_) {
+      // The store's watcher thread calls this; it must not touch the guard, which may move.
+      lost_ = std::make_shared<std::atomic<bool>>(false);
+      detail::watch_loss(
+          *hold_, [lost = lost_, on_lost = options_.on_lost, on_event = options_.on_event,
+                   machine = machine_, store = store_.describe(), rec = mine_](std::string reason) {
+            if (lost->exchange(true)) return;
+            try {
+              const Event e{event_kind::hold_lost, machine, store, rec, reason, {}};
+              if (on_event)
+                on_event(e);
+              else
+                default_event_handler(e);
+              if (on_lost) on_lost(reason);
+            } catch (...) {
+            }
+          });
+    }
+  }
+
+  void activate() {
     active_ = true;
+    owner_pid_ = ::getpid();
+    detail::live_claims::add(mine_.token);
+  }
+
+  bool claimed_here() const noexcept { return owner_pid_ == ::getpid(); }
+
+  // In a process that did not claim: forget the hold without touching the claimer's lock. A
+  // store's hold may need to know (a PostgreSQL session must not be closed from a fork child).
+  static void abandon(std::optional<typename StateStore::hold>& hold) noexcept {
+    if constexpr (requires { hold->abandon(); }) {
+      if (hold) hold->abandon();
+    }
+    hold.reset();
   }
 
   JobRecord make_record(const ProcessIdentity& self, const std::string& host,
@@ -352,6 +579,17 @@ class StaleJobGuard {
     r.start = self.start ? std::to_string(self.start) : std::string();
     r.token = detail::make_token();
     return r;
+  }
+
+  // A record naming this process (on this host and boot) whose claim no live guard of this
+  // process holds. Token-less records (a PHP save dropped the token) name us but prove nothing.
+  bool names_self_but_dead(const JobRecord& r, const ProcessIdentity& self, const std::string& host,
+                           const std::string& boot) const {
+    if (r.token.empty() || detail::live_claims::contains(r.token)) return false;
+    if (!r.host.empty() && r.host != host) return false;
+    if (!r.boot_id.empty() && r.boot_id != boot) return false;
+    if (detail::php_int_cast(r.pid) != self.pid) return false;
+    return r.start.empty() || r.start == std::to_string(self.start);
   }
 
   // mama's is_ancestor rule: a job recorded by this process or one of its ancestors (on this
@@ -375,21 +613,24 @@ class StaleJobGuard {
     return !r.job.empty() && r.job == mine_.job && r.pid == mine_.pid;
   }
 
-  void emit(event_kind kind, const JobRecord& r, std::string_view reason,
-            std::chrono::nanoseconds waited = {}) noexcept {
-    // Nobody listens and the default prints nothing for this kind: no work at all.
-    if (!options_.on_event && kind != event_kind::stale_detected &&
-        kind != event_kind::successor_found && kind != event_kind::release_failed)
-      return;
-    try {
-      const std::string store = store_.describe();
-      const Event e{kind, machine_, store, r, reason, waited};
-      if (options_.on_event)
-        options_.on_event(e);
-      else
-        default_event_handler(e);
-    } catch (...) {
-      // A failing listener must not break a claim or a release.
+  // Events go out after the critical section (a handler may open the same store).
+  void deliver(const std::vector<pending>& events) noexcept {
+    for (const pending& p : events) {
+      // Nobody listens and the default prints nothing for this kind: no work at all.
+      if (!options_.on_event && p.kind != event_kind::stale_detected &&
+          p.kind != event_kind::successor_found && p.kind != event_kind::release_failed &&
+          p.kind != event_kind::leftover_holders)
+        continue;
+      try {
+        const std::string store = store_.describe();
+        const Event e{p.kind, machine_, store, p.record, p.reason, p.waited};
+        if (options_.on_event)
+          options_.on_event(e);
+        else
+          default_event_handler(e);
+      } catch (...) {
+        // A failing listener must not break a claim or a release.
+      }
     }
   }
 
@@ -406,6 +647,8 @@ class StaleJobGuard {
   JobRecord mine_;
   std::optional<JobRecord> previous_;
   std::optional<typename StateStore::hold> hold_;
+  std::shared_ptr<std::atomic<bool>> lost_;
+  pid_t owner_pid_ = 0;
   bool active_ = false;
 };
 

@@ -6,12 +6,15 @@
 // callable, at most once, and only when the table needs it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "mama/detail/text.hpp"
 #include "mama/record.hpp"
 
 namespace mama {
@@ -28,7 +31,8 @@ enum class liveness {
 enum class hold_state {
   none,  ///< the store keeps no kernel lock for this record: use the PID rules
   held,  ///< a live process holds the machine's job lock: running
-  free,  ///< nobody holds it: the claimer and all its job processes are gone
+  free,  ///< nobody holds it: the job's processes are gone, or the lock was reached by another
+         ///< path (so a free hold alone never makes a record stale: see assess)
 };
 
 /// The verdict of the staleness table.
@@ -78,11 +82,80 @@ constexpr std::string_view to_string(verdict v) noexcept {
   return "?";
 }
 
+namespace detail {
+
+/// A PID as the PHP tool reads it: PHP 8's `(int)` cast of the field's text. Leading
+/// whitespace (" \t\n\r\v\f") is skipped, a sign is taken, then the longest numeric prefix
+/// is read (`" 12"`, `"12 "`, `"+12"`, `"12abc"` read 12; `"1e3"` reads 1000, `"12.9"` 12);
+/// text with no numeric prefix reads 0. Values beyond 64 bits saturate. The PHP tool says
+/// "stale" at once when this is <= 0, and asks `ps -p` otherwise.
+inline std::int64_t php_int_cast(std::string_view text) noexcept {
+  std::size_t i = 0;
+  const auto ws = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+  };
+  while (i < text.size() && ws(text[i])) ++i;
+  bool negative = false;
+  if (i < text.size() && (text[i] == '+' || text[i] == '-')) negative = text[i++] == '-';
+  const auto digit = [&](std::size_t k) {
+    return k < text.size() && text[k] >= '0' && text[k] <= '9';
+  };
+  // Mantissa digits (with an optional fraction) and an optional exponent, as a long double:
+  // exact for every integer a PID field can sensibly hold, and right in sign for the rest.
+  long double value = 0;
+  bool any = false;
+  while (digit(i)) value = value * 10 + (text[i++] - '0'), any = true;
+  if (i < text.size() && text[i] == '.') {
+    long double scale = 0.1L;
+    std::size_t k = i + 1;
+    bool frac = false;
+    while (digit(k)) value += scale * (text[k++] - '0'), scale /= 10, frac = true;
+    if (any || frac) i = k, any = true;
+  }
+  if (!any) return 0;
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    std::size_t k = i + 1;
+    bool neg_exp = false;
+    if (k < text.size() && (text[k] == '+' || text[k] == '-')) neg_exp = text[k++] == '-';
+    if (digit(k)) {
+      int exp = 0;
+      while (digit(k)) exp = std::min(exp * 10 + (text[k++] - '0'), 9999);
+      for (int e = 0; e < exp && value != 0 && value < 1e30L; ++e)
+        value = neg_exp ? value / 10 : value * 10;
+      if (neg_exp && exp > 30) value = 0;
+    }
+  }
+  if (negative) value = -value;
+  if (value >= 9.2e18L) return INT64_MAX;
+  if (value <= -9.2e18L) return INT64_MIN;
+  return static_cast<std::int64_t>(value);  // truncates toward zero, as PHP does
+}
+
+/// True for a PID-less record whose job_timestamp cannot start the stale_after clock: none, not
+/// a number, or in the future. The first claimer that meets such a record stamps it with its
+/// own time (SPEC §3), so a phantom job without a PID is never waited on forever.
+inline bool needs_first_seen_stamp(const JobRecord& record,
+                                   std::chrono::system_clock::time_point now) noexcept {
+  if (record.idle() || !record.pid.empty()) return false;
+  const auto stamp = parse_decimal<std::int64_t>(record.timestamp);
+  if (!stamp) return true;
+  return *stamp > std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+}
+
+}  // namespace detail
+
 /// Decides whether `record` is idle, running or stale (SPEC §3, rows in order).
 ///
-/// `probe(pid, start)` is called at most once, only for rows 7-9 and only when the kernel lock
-/// does not decide; `start` is nullopt when the record has no job_start. It returns a liveness.
-/// Never throws unless `probe` does.
+/// `probe(pid, start)` is called at most once, only for rows 7-9; `start` is nullopt when the
+/// record has no job_start. It returns a liveness. Never throws unless `probe` does.
+///
+/// Two signals decide a record that carries a token: the machine's hold (a kernel lock held for
+/// the job's life) and the recorded process. A held hold means running. A free hold means stale
+/// only when the process rules agree (the process is gone, or its PID was reused); a free hold
+/// with a live holder is running: the lock files were lost or reached by another path, and no
+/// single signal may clear a live job.
+///
+/// Every reason is safe to print: text from the record in it is escaped (escape_control).
 template <class ProbeFn>
 Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& probe) {
   using std::chrono::duration_cast;
@@ -94,44 +167,51 @@ Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& pr
     if (here.hold == hold_state::held) return {verdict::running, {}};
     if (record.host.empty() || record.host == here.host)
       return {verdict::stale, "process not running"};
-    return {verdict::stale, "holder on host " + record.host + " is gone (its job lock was freed)"};
+    return {verdict::stale, "holder on host " + detail::escape_control(record.host) +
+                                " is gone (its job lock was freed)"};
   }
   // Row 2.
   if (!record.host.empty() && record.host != here.host)
-    return {verdict::remote, "on host " + record.host + ", not checked from here"};
+    return {verdict::remote,
+            "on host " + detail::escape_control(record.host) + ", not checked from here"};
   // Row 3.
   if (!record.boot_id.empty() && !here.boot_id.empty() && record.boot_id != here.boot_id)
     return {verdict::stale, "host rebooted since the job started"};
-  // Rows 4 and 5: no PID.
+  // Rows 4 and 5: no PID. A record without a usable timestamp is stamped by the first claimer
+  // (detail::needs_first_seen_stamp) and runs until stale_after has passed from then.
   if (record.pid.empty()) {
-    if (record.timestamp.empty()) return {verdict::running, "no PID recorded"};
+    // A claim's record kept for job processes that outlived their claimer, when none of them
+    // could be named: the hold is the only signal there is.
+    if (!record.token.empty() && here.hold == hold_state::held)
+      return {verdict::running, "held by processes of the job"};
+    if (!record.token.empty() && here.hold == hold_state::free)
+      return {verdict::stale, "processes of the job ended"};
     const auto stamp = detail::parse_decimal<std::int64_t>(record.timestamp);
-    if (!stamp)
-      return {verdict::invalid, "job_timestamp is not a number of seconds: '" + record.timestamp +
-                                    "'; clear the job with `mama clear --force` if it is dead"};
+    if (!stamp) return {verdict::running, "no PID recorded"};
     const auto now = duration_cast<seconds>(here.now.time_since_epoch()).count();
     const auto age = now - *stamp;
     if (age > here.stale_after.count())
       return {verdict::stale, "no PID, set " + std::to_string(age / 60) + " min ago"};
     return {verdict::running, "no PID recorded"};
   }
-  // A kernel lock held for the job's lifetime decides rows 6-9 for the records that carry one.
-  if (!record.token.empty() && here.hold != hold_state::none) {
-    if (here.hold == hold_state::free) return {verdict::stale, "process not running"};
-    return {verdict::running, {}};
-  }
-  // Row 6.
-  const auto pid = detail::parse_decimal<std::int32_t>(record.pid);
-  if (!pid || *pid <= 0) return {verdict::stale, "invalid PID"};
+  // The hold, the first of two signals for records that carry a token.
+  const bool hold_decides = !record.token.empty() && here.hold != hold_state::none;
+  if (hold_decides && here.hold == hold_state::held) return {verdict::running, {}};
+  // Row 6: the PID as the PHP tool reads it.
+  const std::int64_t pid64 = detail::php_int_cast(record.pid);
+  if (pid64 <= 0) return {verdict::stale, "invalid PID"};
+  if (pid64 > INT32_MAX) return {verdict::stale, "process not running"};
+  const int pid = static_cast<int>(pid64);
   std::optional<std::uint64_t> start;
   if (!record.start.empty()) {
     start = detail::parse_decimal<std::uint64_t>(record.start);
     if (!start)
-      return {verdict::invalid, "job_start is not a number of clock ticks: '" + record.start +
+      return {verdict::invalid, "job_start is not a number of clock ticks: '" +
+                                    detail::escape_control(record.start) +
                                     "'; clear the job with `mama clear --force` if it is dead"};
   }
   // Rows 7-9.
-  switch (static_cast<liveness>(probe(*pid, start))) {
+  switch (static_cast<liveness>(probe(pid, start))) {
     case liveness::gone:
       return {verdict::stale, "process not running"};
     case liveness::reused:
@@ -142,6 +222,9 @@ Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& pr
     case liveness::alive:
       break;
   }
+  if (hold_decides)  // free hold, live process: the signals disagree, so it runs
+    return {verdict::running, "job lock free but process " + std::to_string(pid) +
+                                  " is alive (lock files lost or reached by another path)"};
   return {verdict::running, {}};
 }
 

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <concepts>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,9 +93,17 @@ class MemoryStateStore {
         : state_(std::move(state)), machine_(std::move(machine)) {}
     void release() noexcept {
       if (!state_) return;
-      std::lock_guard lock(state_->holds_mutex);
-      state_->held.erase(machine_);
+      std::function<void()> then;
+      {
+        std::lock_guard lock(state_->holds_mutex);
+        state_->held.erase(machine_);
+        if (const auto it = state_->on_release.find(machine_); it != state_->on_release.end()) {
+          then = std::move(it->second);
+          state_->on_release.erase(it);
+        }
+      }
       state_.reset();
+      if (then) then();
     }
     std::shared_ptr<State> state_;
     std::string machine_;
@@ -195,6 +204,12 @@ class MemoryStateStore {
     if (!state_->held.insert(std::string(name)).second) return std::nullopt;
     return hold(state_, std::string(name));
   }
+  /// Calls `fn` once, right after the next release of `name`'s hold (a test takes the hold
+  /// there to play a job process that still holds the machine's lock).
+  void on_hold_released(std::string_view name, std::function<void()> fn) {
+    std::lock_guard lock(state_->holds_mutex);
+    state_->on_release.insert_or_assign(std::string(name), std::move(fn));
+  }
   /// Makes the next commit throw mama::error(io_error) without saving.
   void fail_next_commit() {
     std::lock_guard lock(state_->mutex);
@@ -212,6 +227,7 @@ class MemoryStateStore {
     std::vector<MachineInfo> machines;
     std::mutex holds_mutex;
     std::set<std::string, std::less<>> held;
+    std::map<std::string, std::function<void()>, std::less<>> on_release;
     std::string name = "<memory>";
     bool exact = true;
     bool fail_next_commit = false;

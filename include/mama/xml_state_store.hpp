@@ -20,8 +20,24 @@
 //   the last of them dies, so liveness is exact and waiters wake at once (inotify).
 // - Standalone mode (opt-in, no PHP tool on the file): the lock is `<file>.d/state.lock` and a
 //   save writes a temporary file and renames it over mama.xml (atomic, new inode).
+// - One file, one runtime directory: `<file>` above is the file's canonical path, read from the
+//   descriptor each begin() opens (every symbolic link of the file and of its directories
+//   resolved; `./x`, `dir/../x` and relative names alike), so every name of one mama.xml
+//   reaches the same lock files and journal. A hard link or a removed `<file>.d/` cannot be
+//   seen from a path: staleness.hpp has the second check (the recorded process) for those.
+//   XmlStoreOptions::runtime_dir, when set, is used as given.
+// - Shared by several Unix users: `<file>.d/` gets mama.xml's group and the setgid bit, its
+//   mode follows the file's (group-writable when mama.xml is), and lock files and the journal
+//   get the file's group, so every user who may write mama.xml may use what another created.
+// - Threads: a store and its copies may be used from several threads at once; they share only
+//   caches guarded by a mutex, and what a begin() learns about the file stays in its
+//   transaction. One transaction, hold or watcher object is not shared between threads without
+//   external synchronisation. Each begin() and each try_hold() opens its own descriptor, and a
+//   flock(2) belongs to the open file description, so two threads' transactions (and holds)
+//   exclude each other exactly as two processes' do.
 #pragma once
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -45,6 +61,7 @@
 #include "mama/detail/posix.hpp"
 #include "mama/detail/text.hpp"
 #include "mama/error.hpp"
+#include "mama/process_probe.hpp"
 #include "mama/record.hpp"
 #include "mama/state_store.hpp"
 
@@ -140,6 +157,44 @@ inline bool is_blank(std::string_view s) noexcept {
 
 inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 2 ";
 
+/// What one begin() found out about mama.xml: its stat (mode and group for what the store
+/// creates beside it) and its runtime directory. Each transaction keeps its own, so threads
+/// using copies of one store share nothing mutable but the store's mutex-guarded caches.
+struct opened_file {
+  struct stat st {};
+  std::filesystem::path canonical;  ///< the file's path with every symbolic link resolved
+  std::filesystem::path runtime;
+};
+
+/// The path of the file open on `fd`, with every symbolic link (of the file and of its
+/// directories) resolved: /proc/self/fd/N names what was really opened, so no rename between
+/// resolving and opening can mislead it. Falls back to realpath(`name`) without /proc; either
+/// must name the same inode as `st`. nullopt when neither does (the file was removed).
+inline std::optional<std::filesystem::path> canonical_path_of(int fd, const std::string& name,
+                                                              const struct stat& st) {
+  const auto same = [&](const std::string& p) {
+    struct stat other {};
+    return !p.empty() && p.front() == '/' && ::stat(p.c_str(), &other) == 0 &&
+           other.st_dev == st.st_dev && other.st_ino == st.st_ino;
+  };
+  if (fd >= 0) {
+    char link[40];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    std::string target(4096, '\0');
+    const ssize_t n = ::readlink(link, target.data(), target.size());
+    if (n > 0 && static_cast<std::size_t>(n) < target.size()) {
+      target.resize(static_cast<std::size_t>(n));
+      if (same(target)) return target;
+    }
+  }
+  if (char* resolved = ::realpath(name.c_str(), nullptr)) {
+    std::string r(resolved);
+    std::free(resolved);
+    if (same(r)) return r;
+  }
+  return std::nullopt;
+}
+
 /// Where one element sits in the file's bytes: [begin, end) is the whole element, the start tag
 /// ends at start_tag_end (one past its '>').
 struct element_extent {
@@ -209,6 +264,46 @@ inline std::optional<element_extent> find_element_extent(std::string_view text, 
     }
   }
   return std::nullopt;
+}
+
+/// The live process other than `except` that holds the flock of the file `dev`/`ino` through an
+/// open descriptor: /proc/PID/fd/N names the file, and /proc/PID/fdinfo/N lists the flock on
+/// the descriptor's open file description (a descriptor opened by a waiter, without the lock,
+/// lists none). Of several, the one that started first (ties: the lowest PID). Processes whose
+/// /proc entries may not be read, and zombies, are skipped.
+inline std::optional<ProcessIdentity> find_flock_holder(dev_t dev, ino_t ino, int except) {
+  using dir_ptr = std::unique_ptr<DIR, int (*)(DIR*)>;
+  const dir_ptr proc(::opendir("/proc"), ::closedir);
+  if (!proc) return std::nullopt;
+  std::optional<ProcessIdentity> best;
+  std::string fdinfo;
+  while (const dirent* p = ::readdir(proc.get())) {
+    const auto pid = parse_decimal<int>(p->d_name);
+    if (!pid || *pid == except) continue;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/fd", *pid);
+    const dir_ptr fds(::opendir(path), ::closedir);
+    if (!fds) continue;  // another user's, or gone
+    bool holds = false;
+    while (!holds) {
+      const dirent* d = ::readdir(fds.get());
+      if (!d) break;
+      const auto fd = parse_decimal<int>(d->d_name);
+      if (!fd) continue;
+      std::snprintf(path, sizeof path, "/proc/%d/fd/%d", *pid, *fd);
+      struct stat st {};
+      if (::stat(path, &st) != 0 || st.st_dev != dev || st.st_ino != ino) continue;
+      std::snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", *pid, *fd);
+      holds = read_small_file(path, fdinfo) && fdinfo.find("FLOCK") != std::string::npos;
+    }
+    if (!holds) continue;
+    const auto stat = read_proc_stat(*pid);
+    if (!stat || stat->state == 'Z' || stat->state == 'X') continue;
+    const ProcessIdentity who{*pid, stat->start};
+    if (!best || who.start < best->start || (who.start == best->start && who.pid < best->pid))
+      best = who;
+  }
+  return best;
 }
 
 /// True when `text` holds only characters that XML 1.0 allows in element content (no NUL and
@@ -339,23 +434,44 @@ class XmlStateStore {
     /// Stages `r` as the job fields of `m`: fields with text are set (a missing field is added
     /// after the other job fields, with its neighbours' indentation), empty fields are emptied
     /// (and not added when missing). Throws mama::error: unknown_machine, or invalid_argument
-    /// for text that XML cannot hold (control characters).
+    /// for text that XML cannot hold (control characters; not UTF-8; U+FFFE, U+FFFF).
     void write(std::string_view m, const JobRecord& r) {
       refresh();
       if (!machine_node(m))
         throw error(errc::unknown_machine, "machine '" + detail::escape_control(m) +
                                                "' not found in " + shared_->path.string());
       for (std::size_t i = 0; i < job_field_names.size(); ++i) {
-        if (!detail::valid_xml_text(r.*job_field_members[i]))
+        const std::string& text = r.*job_field_members[i];
+        if (!detail::valid_xml_text(text))
           throw error(errc::invalid_argument,
                       std::string(job_field_names[i]) + " for machine '" +
                           detail::escape_control(m) + "' contains control characters that " +
                           shared_->path.string() + " cannot hold; remove them");
+        if (!detail::valid_utf8(text))
+          throw error(
+              errc::invalid_argument,
+              std::string(job_field_names[i]) + " for machine '" + detail::escape_control(m) +
+                  "' is not valid UTF-8 (or holds U+FFFE or U+FFFF), which " +
+                  shared_->path.string() + " cannot hold for the PHP tool; give the text in UTF-8");
       }
       staged_.insert_or_assign(std::string(m), r);
     }
 
-    std::optional<hold> try_hold(std::string_view m) { return shared_->try_hold(m, read_only_); }
+    std::optional<hold> try_hold(std::string_view m) {
+      return shared_->try_hold(m, read_only_, file_);
+    }
+
+    /// Who still holds `m`'s hold: a live process other than this one with a descriptor on the
+    /// machine's lock file that carries its lock (a job's processes that inherited it). Of
+    /// several, the one that started first (ties: the lowest PID), which is the job's own
+    /// process rather than one of its children. nullopt when none is found; another user's
+    /// processes are seen only by root (/proc/PID/fd is readable by its owner and root).
+    std::optional<ProcessIdentity> hold_owner(std::string_view m) const {
+      struct stat lock {};
+      const auto lock_path = file_.runtime / detail::lock_file_name(m);
+      if (::lstat(lock_path.c_str(), &lock) != 0 || !S_ISREG(lock.st_mode)) return std::nullopt;
+      return detail::find_flock_holder(lock.st_dev, lock.st_ino, static_cast<int>(::getpid()));
+    }
 
     /// Saves what was staged (nothing when nothing changed). Throws mama::error; on failure the
     /// state file is left as it was, or is restored by the next access.
@@ -387,7 +503,7 @@ class XmlStateStore {
           throw error(errc::io_error, "internal error: the edited " + shared_->path.string() +
                                           " does not read back as written; it was not changed");
       }
-      shared_->save(lock_fd_.get(), content_, next);
+      shared_->save(lock_fd_.get(), content_, next, file_);
       content_ = std::move(next);
       stale_ = true;  // offsets follow the old bytes: parse again if this transaction goes on
       staged_.clear();
@@ -406,6 +522,11 @@ class XmlStateStore {
     }
     pugi::xml_node machine_node(std::string_view m) const {
       const auto it = index_.find(std::string(m));
+      if (it != index_.end() && !it->second)
+        throw error(errc::bad_state_file, shared_->path.string() + " names machine '" +
+                                              detail::escape_control(m) +
+                                              "' twice; machine names must be unique: rename or "
+                                              "remove one (mama left the file unchanged)");
       return it == index_.end() ? pugi::xml_node() : it->second;
     }
     // One pass over the machine's children (a sweep reads every machine): the first element
@@ -435,6 +556,7 @@ class XmlStateStore {
     mutable bool stale_ = false;
     std::map<std::string, JobRecord, std::less<>> staged_;
     bool read_only_ = false;
+    detail::opened_file file_;  // what begin() found: this transaction's own, never shared
   };
 
   /// A store on the state file at `path`. Nothing is opened until begin().
@@ -446,9 +568,9 @@ class XmlStateStore {
   transaction begin() {
     transaction t;
     t.shared_ = shared_;
-    shared_->open_locked(t.lock_fd_, t.read_only_);
-    shared_->recover(t.lock_fd_.get(), t.read_only_);
-    shared_->read(t.lock_fd_.get(), t.content_);
+    shared_->open_locked(t.lock_fd_, t.read_only_, t.file_);
+    shared_->recover(t.lock_fd_.get(), t.read_only_, t.file_);
+    shared_->read(t.lock_fd_.get(), t.content_, t.file_);
     shared_->parse(t.content_, *t.doc_, t.index_);
     return t;
   }
@@ -456,7 +578,9 @@ class XmlStateStore {
   std::string describe() const { return shared_->path.string(); }
   bool exact_liveness() const noexcept { return true; }
   const std::filesystem::path& path() const noexcept { return shared_->path; }
-  const std::filesystem::path& runtime_dir() const noexcept { return shared_->runtime; }
+  /// Where the lock files and the journal are: the explicit XmlStoreOptions::runtime_dir, else
+  /// `<canonical path of the file>.d` as the file is named now.
+  std::filesystem::path runtime_dir() const { return shared_->peek().runtime; }
   const XmlStoreOptions& options() const noexcept { return shared_->options; }
 
   /// A wake source for waiters on `machine`: mama.xml modified, or the machine's lock file
@@ -467,28 +591,26 @@ class XmlStateStore {
       const int wd = ::inotify_add_watch(w.fd_, p.c_str(), mask);
       if (wd >= 0) w.wds_.push_back(wd);
     };
+    const detail::opened_file f = shared_->peek();
     if (shared_->options.mode == XmlStoreOptions::lock_mode::standalone) {
-      const auto dir = shared_->path.parent_path().empty() ? std::filesystem::path(".")
-                                                           : shared_->path.parent_path();
-      add(dir, IN_MOVED_TO | IN_CLOSE_WRITE);
+      add(f.canonical.parent_path(), IN_MOVED_TO | IN_CLOSE_WRITE);
     } else {
       add(shared_->path, IN_MODIFY);
     }
     // Make sure the lock file exists so it can be watched; a read-only user may not create it.
     // (A user who may not create it still wakes on mama.xml changes.)
     try {
-      auto probe = shared_->try_hold(machine, /*read_only=*/false, /*create_only=*/true);
+      if (f.st.st_ino != 0)
+        shared_->try_hold(machine, /*read_only=*/false, f, /*create_only=*/true);
     } catch (const error&) {
     }
-    add(shared_->runtime / detail::lock_file_name(machine), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+    add(f.runtime / detail::lock_file_name(machine), IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
     return w;
   }
 
  private:
   struct Shared {
     Shared(std::filesystem::path p, XmlStoreOptions o) : path(std::move(p)), options(std::move(o)) {
-      runtime = options.runtime_dir.empty() ? std::filesystem::path(path.string() + ".d")
-                                            : options.runtime_dir;
 #ifdef MAMA_TEST_CRASH_HOOKS
       if (!options.crash_hook) {
         if (const char* at = std::getenv("MAMA_CRASH_AT")) {
@@ -532,13 +654,14 @@ class XmlStateStore {
       }
     }
 
-    std::filesystem::path path;
-    std::filesystem::path runtime;
+    std::filesystem::path path;  // as given
     XmlStoreOptions options;
-    std::mutex mutex;                                   // guards probe_fds
+    std::mutex mutex;     // guards probe_fds, idle_inotify, known_*
+    dev_t known_dev = 0;  // the inode whose canonical path locate() found last
+    ino_t known_ino = 0;
+    std::filesystem::path known_canonical;
     std::map<std::string, int, std::less<>> probe_fds;  // lock files that were busy: reused, so
                                                         // a waiter's own probes do not wake it
-    struct stat state_stat {};                          // of mama.xml, from the last open
 
     bool standalone() const noexcept {
       return options.mode == XmlStoreOptions::lock_mode::standalone;
@@ -550,48 +673,93 @@ class XmlStateStore {
     }
 
     // Opens and, for standalone mode, creates the runtime directory; returns an O_PATH-like fd.
-    detail::unique_fd runtime_dir_fd(bool create) {
+    detail::unique_fd runtime_dir_fd(const detail::opened_file& f, bool create) {
       detail::unique_fd dir(
-          ::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+          ::open(f.runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (dir || !create || errno != ENOENT) {
         if (!dir && errno == ELOOP)
-          throw error(errc::io_error, runtime.string() +
+          throw error(errc::io_error, f.runtime.string() +
                                           " is a symbolic link; mama refuses to use it. "
                                           "Remove it (mama creates the directory itself)");
+        if (dir && create && options.runtime_dir.empty()) adopt_group(dir.get(), f, 0);
         return dir;
       }
-      // Directory mode follows the state file: its read bits become search bits, and it keeps
-      // the file's group so every user who may write mama.xml may take holds.
-      mode_t mode = state_stat.st_mode & 0777;
+      // Directory mode follows the state file: its read bits become search bits.
+      mode_t mode = f.st.st_mode & 0777;
       mode |= (mode & 0444) >> 2;
-      if (::mkdir(runtime.c_str(), mode) != 0 && errno != EEXIST)
-        throw_errno("cannot create " + runtime.string() + " (lock files and the save journal of " +
-                    file() + "); make its directory writable or set a runtime directory");
+      if (::mkdir(f.runtime.c_str(), mode) != 0 && errno != EEXIST)
+        throw_errno("cannot create " + f.runtime.string() +
+                    " (lock files and the save journal of " + file() +
+                    "); make its directory writable or set a runtime directory");
       detail::unique_fd made(
-          ::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!made) throw_errno("cannot open " + runtime.string());
-      struct stat st {};
-      if (::fstat(made.get(), &st) == 0 && st.st_gid != state_stat.st_gid &&
-          ::fchown(made.get(), -1, state_stat.st_gid) == 0)
-        ::fchmod(made.get(), (mode | S_ISGID) & 07777);
-      else
-        ::fchmod(made.get(), mode);
+          ::open(f.runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!made) throw_errno("cannot open " + f.runtime.string());
+      ::fchmod(made.get(), mode);  // past the umask
+      adopt_group(made.get(), f, mode);
       return made;
     }
 
-    void open_locked(detail::unique_fd& lock_fd, bool& read_only) {
+    // The runtime directory takes the state file's group and the setgid bit, so that what
+    // anyone creates in it (lock files, the journal, the CLI's audit log) gets that group, and
+    // every user who may write mama.xml may use it. Also mends, where this user owns it, a
+    // default `<file>.d` made before (by an older mama) without them (an explicit runtime_dir
+    // that exists is left as its owner set it). `mode`: the permission bits it must have
+    // besides (0: keep its own).
+    void adopt_group(int dir, const detail::opened_file& f, mode_t mode) const {
+      struct stat st {};
+      if (::fstat(dir, &st) != 0 || st.st_uid != ::geteuid()) return;
+      if (!mode && st.st_gid == f.st.st_gid && (st.st_mode & S_ISGID)) return;  // the usual case
+      if (st.st_gid != f.st.st_gid && ::fchown(dir, -1, f.st.st_gid) != 0)
+        return;  // not in the file's group: keep ours
+      ::fchmod(dir, ((mode ? mode : st.st_mode) & 0777) | S_ISGID);
+    }
+
+    // Where the lock files and the journal of the file open on `fd` live (see the top comment).
+    // The canonical path found last is reused while it still names the opened inode (one
+    // stat instead of reading /proc/self/fd and a stat: a third of a small begin()).
+    void locate(int fd, detail::opened_file& f) {
+      std::optional<std::filesystem::path> canonical;
+      {
+        std::lock_guard lock(mutex);
+        if (!known_canonical.empty() && known_ino == f.st.st_ino && known_dev == f.st.st_dev)
+          canonical = known_canonical;
+      }
+      struct stat st {};
+      if (canonical && (::stat(canonical->c_str(), &st) != 0 || st.st_dev != f.st.st_dev ||
+                        st.st_ino != f.st.st_ino))
+        canonical.reset();
+      if (!canonical) {
+        canonical = detail::canonical_path_of(fd, path.string(), f.st);
+        if (canonical) {
+          std::lock_guard lock(mutex);
+          known_dev = f.st.st_dev;
+          known_ino = f.st.st_ino;
+          known_canonical = *canonical;
+        }
+      }
+      f.canonical = canonical ? *canonical : std::filesystem::absolute(path).lexically_normal();
+      f.runtime = options.runtime_dir.empty() ? std::filesystem::path(f.canonical.string() + ".d")
+                                              : options.runtime_dir;
+    }
+
+    void open_locked(detail::unique_fd& lock_fd, bool& read_only, detail::opened_file& f) {
       if (standalone()) {
         // The state file must exist and be readable; the lock is a separate file.
-        if (::stat(path.c_str(), &state_stat) != 0) throw_missing();
-        auto dir = runtime_dir_fd(true);
-        if (!dir) throw_errno("cannot open " + runtime.string());
+        {
+          detail::unique_fd file_fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+          if (!file_fd || ::fstat(file_fd.get(), &f.st) != 0) throw_missing();
+          locate(file_fd.get(), f);
+        }
+        auto dir = runtime_dir_fd(f, true);
+        if (!dir) throw_errno("cannot open " + f.runtime.string());
         lock_fd.reset(::openat(dir.get(), "state.lock", O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                               state_stat.st_mode & 0666));
-        if (!lock_fd) throw_errno("cannot open the lock file " + (runtime / "state.lock").string());
+                               f.st.st_mode & 0666));
+        if (!lock_fd)
+          throw_errno("cannot open the lock file " + (f.runtime / "state.lock").string());
         read_only = ::access(path.c_str(), W_OK) != 0;
       } else {
         lock_fd.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-        if (!lock_fd && (errno == EACCES || errno == EROFS)) {
+        if (!lock_fd && (errno == EACCES || errno == EROFS || errno == EPERM)) {
           lock_fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
           read_only = true;
         }
@@ -604,11 +772,21 @@ class XmlStateStore {
         }
       }
       if (detail::flock_retry(lock_fd.get(), LOCK_EX) != 0) throw_errno("cannot lock " + file());
-      if (!standalone() && ::fstat(lock_fd.get(), &state_stat) != 0)
-        throw_errno("cannot stat " + file());
-      if (!standalone() && !S_ISREG(state_stat.st_mode))
+      if (standalone()) return;
+      if (::fstat(lock_fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
+      if (!S_ISREG(f.st.st_mode))
         throw error(errc::bad_state_file,
                     file() + " is not a regular file; point --state at the lab's mama.xml");
+      locate(lock_fd.get(), f);
+    }
+
+    // What begin() would find, without opening or locking: for watch(). st stays zero when
+    // mama.xml cannot be found.
+    detail::opened_file peek() {
+      detail::opened_file f;
+      if (::stat(path.c_str(), &f.st) != 0) f.st = {};
+      locate(-1, f);
+      return f;
     }
 
     [[noreturn]] void throw_missing() const {
@@ -617,14 +795,14 @@ class XmlStateStore {
                                             "lab's mama.xml, or create one with a <settings> root");
     }
 
-    void read(int lock_fd, std::string& content) {
+    void read(int lock_fd, std::string& content, detail::opened_file& f) {
       if (standalone()) {
         detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd) {
           if (errno == ENOENT) throw_missing();
           throw_errno("cannot open " + file() + "; check its permissions");
         }
-        if (::fstat(fd.get(), &state_stat) != 0) throw_errno("cannot stat " + file());
+        if (::fstat(fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
         read_fd(fd.get(), content);
       } else {
         read_fd(lock_fd, content);
@@ -677,11 +855,8 @@ class XmlStateStore {
       for (pugi::xml_node m : doc.document_element().children("machine")) {
         std::string name = m.child("name").text().get();
         if (name.empty()) continue;
-        if (!index.emplace(name, m).second)
-          throw error(errc::bad_state_file, file() + " names machine '" +
-                                                detail::escape_control(name) +
-                                                "' twice; machine names must be unique: rename or "
-                                                "remove one (mama left the file unchanged)");
+        // A name used twice maps to no node: machines() shows both, find/write refuse it.
+        if (const auto [it, added] = index.emplace(name, m); !added) it->second = pugi::xml_node();
       }
     }
 
@@ -812,10 +987,11 @@ class XmlStateStore {
     }
 
     // The journal: "MAMA-JOURNAL 2 <size> <checksum64 hex>\n" then the new content.
-    void save(int lock_fd, const std::string& old_content, const std::string& content) {
-      if (standalone()) return save_by_rename(content);
-      auto dir = runtime_dir_fd(true);
-      if (!dir) throw_errno("cannot open " + runtime.string());
+    void save(int lock_fd, const std::string& old_content, const std::string& content,
+              const detail::opened_file& f) {
+      if (standalone()) return save_by_rename(content, f);
+      auto dir = runtime_dir_fd(f, true);
+      if (!dir) throw_errno("cannot open " + f.runtime.string());
       char header[80];
       std::snprintf(header, sizeof header, "%.*s%zu %016llx\n",
                     static_cast<int>(detail::journal_magic.size()), detail::journal_magic.data(),
@@ -824,29 +1000,29 @@ class XmlStateStore {
       {
         detail::unique_fd j(::openat(dir.get(), "journal.tmp",
                                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                     state_stat.st_mode & 0666));
+                                     f.st.st_mode & 0666));
         if (!j)
-          throw_errno("cannot create the save journal in " + runtime.string() + "; " + file() +
+          throw_errno("cannot create the save journal in " + f.runtime.string() + "; " + file() +
                       " was not changed");
         // The journal holds the state: readable by exactly those who may read mama.xml.
-        if (::fchown(j.get(), -1, state_stat.st_gid) != 0) {
+        if (::fchown(j.get(), -1, f.st.st_gid) != 0) {
           // Not in the file's group: keep our group, still no wider than the file.
         }
-        ::fchmod(j.get(), state_stat.st_mode & 0666);
+        ::fchmod(j.get(), f.st.st_mode & 0666);
         if (!detail::pwrite_all(j.get(), header, 0) ||
             !detail::pwrite_all(j.get(), content, static_cast<off_t>(std::strlen(header))) ||
             (options.sync && ::fsync(j.get()) != 0)) {
           const int saved = errno;
           ::unlinkat(dir.get(), "journal.tmp", 0);
           errno = saved;
-          throw_errno("cannot write the save journal in " + runtime.string() + "; " + file() +
+          throw_errno("cannot write the save journal in " + f.runtime.string() + "; " + file() +
                       " was not changed");
         }
       }
       step(save_step::journal_written);
       if (::renameat(dir.get(), "journal.tmp", dir.get(), "journal") != 0)
-        throw_errno("cannot put the save journal in place in " + runtime.string() + "; " + file() +
-                    " was not changed");
+        throw_errno("cannot put the save journal in place in " + f.runtime.string() + "; " +
+                    file() + " was not changed");
       if (options.sync) ::fsync(dir.get());
       step(save_step::journal_renamed);
       if (!rewrite(lock_fd, old_content, content)) {
@@ -891,25 +1067,26 @@ class XmlStateStore {
       return !options.sync || ::fdatasync(fd) == 0;
     }
 
-    void save_by_rename(const std::string& content) {
-      const auto dir_path =
-          path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+    void save_by_rename(const std::string& content, const detail::opened_file& f) {
+      // Beside the real file: a symbolic link named as the state file stays a link to it.
+      const auto dir_path = f.canonical.parent_path();
       detail::unique_fd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!dir) throw_errno("cannot open the directory of " + file());
       // One fixed name: we hold the state lock, so a leftover is from a killed saver and goes.
-      const std::string tmp = "." + path.filename().string() + ".mama-tmp";
+      const std::string tmp = "." + f.canonical.filename().string() + ".mama-tmp";
       ::unlinkat(dir.get(), tmp.c_str(), 0);
       detail::unique_fd t(::openat(dir.get(), tmp.c_str(),
                                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!t)
         throw_errno("cannot create a temporary file beside " + file() + "; it was not changed");
-      bool ok = ::fchmod(t.get(), state_stat.st_mode & 07777) == 0;
-      if (::fchown(t.get(), state_stat.st_uid, state_stat.st_gid) != 0)
-        ok = ::fchown(t.get(), -1, state_stat.st_gid) == 0 || true;  // not root: keep what we can
+      bool ok = ::fchmod(t.get(), f.st.st_mode & 07777) == 0;
+      if (::fchown(t.get(), f.st.st_uid, f.st.st_gid) != 0)
+        ok = ::fchown(t.get(), -1, f.st.st_gid) == 0 || true;  // not root: keep what we can
       ok =
           ok && detail::pwrite_all(t.get(), content, 0) && (!options.sync || ::fsync(t.get()) == 0);
       if (ok) step(save_step::file_written);
-      if (!ok || ::renameat(dir.get(), tmp.c_str(), dir.get(), path.filename().c_str()) != 0) {
+      if (!ok ||
+          ::renameat(dir.get(), tmp.c_str(), dir.get(), f.canonical.filename().c_str()) != 0) {
         const int saved = errno;
         ::unlinkat(dir.get(), tmp.c_str(), 0);
         errno = saved;
@@ -920,9 +1097,9 @@ class XmlStateStore {
     }
 
     // Finishes or discards a save that a killed process left half done (see the top comment).
-    void recover(int lock_fd, bool read_only) {
+    void recover(int lock_fd, bool read_only, const detail::opened_file& f) {
       if (standalone()) return;
-      auto dir = runtime_dir_fd(false);
+      auto dir = runtime_dir_fd(f, false);
       if (!dir) return;
       detail::unique_fd j(::openat(dir.get(), "journal", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
       if (!j) return;
@@ -951,7 +1128,7 @@ class XmlStateStore {
                       file() +
                           " was left half-written by a killed process; run any mama command as "
                           "a user who may write it to restore it from " +
-                          (runtime / "journal").string());
+                          (f.runtime / "journal").string());
         if (!rewrite(lock_fd, current, content))
           throw_errno("cannot restore " + file() + " from its journal");
       }
@@ -961,33 +1138,33 @@ class XmlStateStore {
     // Takes machine's lock file without blocking. A read-only caller that cannot create the
     // file gets an empty hold: no lock file means no holder ever took it.
     std::optional<hold> try_hold(std::string_view machine, bool read_only,
-                                 bool create_only = false) {
+                                 const detail::opened_file& f, bool create_only = false) {
       const std::string name = detail::lock_file_name(machine);
+      const std::string key = (f.runtime / name).string();  // for probe_fds
       int fd = -1;
       if (!create_only) {
         std::lock_guard lock(mutex);
-        if (const auto it = probe_fds.find(name); it != probe_fds.end()) {
+        if (const auto it = probe_fds.find(key); it != probe_fds.end()) {
           fd = it->second;
           probe_fds.erase(it);
         }
       }
       if (fd < 0) {
-        auto dir = runtime_dir_fd(!read_only);
+        auto dir = runtime_dir_fd(f, !read_only);
         if (!dir) {
           if (read_only || create_only) return hold(detail::unique_fd());
-          throw_errno("cannot open " + runtime.string());
+          throw_errno("cannot open " + f.runtime.string());
         }
         // Open an existing lock file, else create it (O_EXCL: never through a planted link).
         fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT && !read_only) {
           fd = ::openat(dir.get(), name.c_str(),
-                        O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                        state_stat.st_mode & 0444);
+                        O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f.st.st_mode & 0444);
           if (fd >= 0) {
             // Lock files are only ever opened for reading: read bits of mama.xml, no umask.
-            if (::fchown(fd, -1, state_stat.st_gid) != 0) {
+            if (::fchown(fd, -1, f.st.st_gid) != 0) {
             }
-            ::fchmod(fd, state_stat.st_mode & 0444);
+            ::fchmod(fd, f.st.st_mode & 0444);
           } else if (errno == EEXIST) {
             fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
           }
@@ -996,15 +1173,15 @@ class XmlStateStore {
           if (errno == ENOENT && (read_only || create_only)) return hold(detail::unique_fd());
           if (errno == ELOOP)
             throw error(errc::io_error,
-                        "the lock file " + (runtime / name).string() +
+                        "the lock file " + (f.runtime / name).string() +
                             " is a symbolic link; mama refuses to follow it. Remove it");
-          throw_errno("cannot open the lock file " + (runtime / name).string() +
-                      "; check the permissions of " + runtime.string());
+          throw_errno("cannot open the lock file " + (f.runtime / name).string() +
+                      "; check the permissions of " + f.runtime.string());
         }
         struct stat st {};
         if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
           ::close(fd);
-          throw error(errc::io_error, "the lock file " + (runtime / name).string() +
+          throw error(errc::io_error, "the lock file " + (f.runtime / name).string() +
                                           " is not a regular file; remove it");
         }
       }
@@ -1021,10 +1198,10 @@ class XmlStateStore {
       if (saved != EWOULDBLOCK) {
         ::close(fd);
         errno = saved;
-        throw_errno("cannot lock " + (runtime / name).string());
+        throw_errno("cannot lock " + (f.runtime / name).string());
       }
       std::lock_guard lock(mutex);
-      if (probe_fds.size() < 64 && probe_fds.emplace(name, fd).second) return std::nullopt;
+      if (probe_fds.size() < 64 && probe_fds.emplace(key, fd).second) return std::nullopt;
       ::close(fd);
       return std::nullopt;
     }

@@ -1,8 +1,9 @@
 // Runs the runner examples (examples/integration) and the mama CLI as real processes against
 // temporary state files: the record is set while a run goes on and cleared after; a runner
 // killed with SIGKILL leaves a job that the next run reports as stale and clears.
-// The programs come from the environment CTest sets: MAMA_IT_CATCH2, MAMA_IT_GTEST,
-// MAMA_IT_BENCHMARK, MAMA_IT_CLI (empty when not built).
+// The programs come from the environment CTest sets: MAMA_IT_CATCH2, MAMA_IT_CATCH2_V3,
+// MAMA_IT_DOCTEST, MAMA_IT_GTEST, MAMA_IT_BENCHMARK, MAMA_IT_CLI (empty when not built).
+// MAMA_IT_CATCH2_V3 is set by catch2_v3_test.sh, which builds that suite on its own.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -124,6 +125,10 @@ struct Runner {
 std::vector<Runner> test_runners() {
   std::vector<Runner> out;
   if (auto p = program("MAMA_IT_CATCH2"); !p.empty()) out.push_back({"catch2", p, {}, {"[pause]"}});
+  if (auto p = program("MAMA_IT_CATCH2_V3"); !p.empty())
+    out.push_back({"catch2 v3", p, {}, {"[pause]"}});
+  if (auto p = program("MAMA_IT_DOCTEST"); !p.empty())
+    out.push_back({"doctest", p, {}, {"--no-skip", "--test-case=stop until killed"}});
   if (auto p = program("MAMA_IT_GTEST"); !p.empty())
     out.push_back(
         {"gtest",

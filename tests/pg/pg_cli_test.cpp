@@ -261,7 +261,7 @@ TEST_CASE("run claims the machine through the database and releases it", "[pg][c
   CHECK(claimed.token.size() == 32);
   CHECK(l.db.holds() == 1);
   const Result info = l.on_db({"info", "alpha"});
-  CHECK(info.out.find("Job status:     RUNNING") != std::string::npos);
+  CHECK(info.out.find("Job status:\tRUNNING") != std::string::npos);
   const Result clear = l.on_db({"clear", "alpha"});
   CHECK(clear.status == 4);
   const Result wait = l.on_db({"wait", "alpha", "--timeout", "0.3"});

@@ -7,8 +7,9 @@
 //                [--max-seconds X] [--kill-ms MEAN] [--seed S] [--sync] [--dir DIR] [--keep]
 //
 // How the evidence is gathered (all times are CLOCK_MONOTONIC, the same clock in every process):
-// - Each worker incarnation writes its own log, one write(2) per line with O_APPEND, so a line
-//   is either whole or absent when the worker is killed. A job's text names the incarnation and
+// - Each worker incarnation writes its own log, one write(2) per line with O_APPEND. A SIGKILL
+//   can still cut the last write short (torture_log.hpp): that torn last line of a killed
+//   worker's log is set aside, every other line is whole. A job's text names the incarnation and
 //   job number ("torture-i17-j3"), which is what lands in the file's <job>.
 // - `start` is written after the claim was saved, `end` before the release begins: [start, end]
 //   lies inside the time the claim really held the machine. Some jobs fork a child "job process"
@@ -59,6 +60,8 @@
 #include <thread>
 #include <vector>
 
+#include "torture_log.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -85,7 +88,8 @@ std::int64_t mono_ns() {
 
 void log_line(int fd, const std::string& line) {
   const std::string l = line + "\n";
-  // One write(2) per line: with O_APPEND the line lands whole or not at all.
+  // One write(2) per line: with O_APPEND lines never interleave. Only a SIGKILL during the
+  // write can cut it short (the checker sets such a last line aside).
   (void)!::write(fd, l.data(), l.size());
 }
 
@@ -262,7 +266,8 @@ struct Job {
 
 struct Report {
   std::vector<std::string> violations;
-  long jobs = 0, killed_jobs = 0, stale_cleared = 0, crashes = 0, checks = 0, final_stale = 0;
+  long jobs = 0, killed_jobs = 0, stale_cleared = 0, crashes = 0, checks = 0, final_stale = 0,
+       torn_lines = 0;
   std::map<std::string, long> by_kind;
   void fail(const std::string& v) {
     ++by_kind[v.substr(0, v.find(':'))];
@@ -286,9 +291,15 @@ void check_logs(const Config& cfg, std::map<long, Incarnation>& incs, Report& re
   };
   std::vector<Cleared> cleared;
   for (auto& [id, inc] : incs) {
-    std::ifstream in(cfg.dir / "logs" / (std::to_string(id) + ".log"));
-    std::string line;
-    while (std::getline(in, line)) {
+    std::ifstream in(cfg.dir / "logs" / (std::to_string(id) + ".log"), std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    // A SIGKILL may tear the last line of the log (see torture_log.hpp): not evidence.
+    const bool killed = inc.kill_ns.has_value() ||
+                        (inc.reaped && WIFSIGNALED(inc.status) && WTERMSIG(inc.status) == SIGKILL);
+    const auto log = mama::torture::split_log(text.str(), killed);
+    if (log.torn) ++rep.torn_lines;
+    for (const std::string& line : log.lines) {
       std::istringstream ls(line);
       std::string kind;
       ls >> kind;
@@ -390,6 +401,13 @@ void check_logs(const Config& cfg, std::map<long, Incarnation>& incs, Report& re
   for (const auto& c : cleared) {
     ++rep.stale_cleared;
     if (c.job == "leftover-job") continue;
+    // A worker that released while a job process still held the machine's lock kept the record
+    // (SPEC §4: busy until every job process is gone); once that process ended, anyone may
+    // clear it as stale, its own live worker included. The job must have ended by then.
+    if (const auto it = jobs.find(c.token); it != jobs.end() && it->second.end &&
+                                            *it->second.end <= c.at &&
+                                            (!it->second.cend || *it->second.cend <= c.at))
+      continue;
     const long id = inc_of_job(c.job);
     const auto d = death_bound(id);
     if (!d || *d > c.at)
@@ -572,11 +590,11 @@ int run(Config cfg) {
   std::printf(
       "mama torture: %d workers, %d machines, %.1f s: %ld claims (%ld with a job process), "
       "%ld kills by the killer, %ld self-kills in a save, %ld killed jobs, %ld stale jobs "
-      "cleared, %ld in-job checks, %ld incarnations, %ld stale at the final check; "
-      "violations: %zu\n",
+      "cleared, %ld in-job checks, %ld incarnations, %ld stale at the final check, %ld torn "
+      "last log lines of killed workers set aside; violations: %zu\n",
       cfg.workers, cfg.machines, duration, shared->claims.load(), shared->child_jobs.load(), kills,
       rep.crashes, rep.killed_jobs, rep.stale_cleared, rep.checks, next_inc, rep.final_stale,
-      rep.violations.size());
+      rep.torn_lines, rep.violations.size());
   for (const auto& [kind, n] : rep.by_kind) std::printf("  %s violations: %ld\n", kind.c_str(), n);
   if (rep.violations.empty() && !cfg.keep) {
     std::error_code ec;
