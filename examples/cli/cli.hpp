@@ -39,6 +39,7 @@ inline constexpr int timed_out = 3;        ///< `--timeout` expired while the ma
 inline constexpr int busy = 4;             ///< refused: a live job holds the machine (`clear`)
 inline constexpr int unknown_machine = 5;  ///< no machine with that name or MAC
 inline constexpr int bad_state = 6;        ///< state file missing, truncated, malformed; bad record
+inline constexpr int hold_lost = 7;        ///< `run`: the store lost the machine's hold; job ended
 inline constexpr int cannot_execute = 127;  ///< `run`: the command could not be executed
 }  // namespace exit_status
 

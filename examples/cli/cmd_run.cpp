@@ -1,19 +1,31 @@
-// examples/cli/cmd_run.cpp — `mama run <machine> [--job TEXT] [--timeout SEC] -- CMD [ARG...]`:
-// claim the machine with a JobGuard (waiting, clearing stale jobs), run CMD, release, and exit
-// with CMD's status.
+// examples/cli/cmd_run.cpp — `mama run <machine> [--job TEXT] [--timeout SEC] [--kill-grace SEC]
+// -- CMD [ARG...]`: claim the machine with a StaleJobGuard (waiting, clearing stale jobs), run
+// CMD in a process group of its own (job_process.hpp), end what it leaves behind, release, and
+// exit with CMD's status.
 //
-// CMD inherits the machine's hold (the claim's kernel lock), so the machine stays busy while CMD
-// runs even if `mama run` itself is killed with SIGKILL. SIGINT, SIGTERM and SIGHUP sent to
-// `mama run` are passed on to CMD; `mama run` then waits for CMD and releases the machine.
-#include <signal.h>
+// The record names CMD, not `mama run`: after the claim the child is forked, recorded with
+// guard.hand_over (PID and start time), and only then lets CMD exec. CMD inherits the machine's
+// hold (with mama.xml, the claim's kernel lock), so the machine stays busy while CMD runs even
+// if `mama run` itself is killed with SIGKILL, and the PHP tool's `ps -p job_pid` sees CMD alive.
+// With a server-kept hold (PostgreSQL), the hold is `mama run`'s session: CMD gets
+// PR_SET_PDEATHSIG(SIGKILL) so that it never outlives `mama run`. When the store reports the
+// hold lost, the job's group is ended and `mama run` exits with exit_status::hold_lost.
+//
+// An explicit --job must be UTF-8 without control characters (refused before anything is
+// opened or waited for); the default job text, the command line, is escaped instead.
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <memory>
+#include <mutex>
+#include <type_traits>
 
 #include "cli.hpp"
+#include "job_process.hpp"
 
 namespace mama::cli {
 
@@ -23,102 +35,140 @@ struct RunArgs {
   std::string machine;
   std::string job;
   std::string timeout;
+  std::string kill_grace;
   std::vector<std::string> command;
 };
 
-constexpr int forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP};
-
-volatile sig_atomic_t child_pid = 0;  // 0: no command yet (a signal ends `mama run` as usual)
-
-void forward_signal(int sig, siginfo_t* info, void*) {
-  const pid_t child = child_pid;
-  if (child <= 0) {
-    // Still claiming: no job to pass it to. Die of it as if we had no handler.
-    ::signal(sig, SIG_DFL);
-    ::raise(sig);
-    return;
+// Why `text` cannot be a job text the PHP tool reads back (SimpleXML refuses invalid UTF-8 and
+// XML 1.0 has no control characters), or nullopt when it can.
+std::optional<std::string> text_problem(std::string_view text) {
+  const auto at = [&](std::size_t i, const char* what) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "byte %zu (0x%02x) %s", i + 1,
+                  static_cast<unsigned>(static_cast<unsigned char>(text[i])), what);
+    return std::string(buf);
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) return at(i, "is a control character");
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    char32_t cp = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return at(i, "is not valid UTF-8");
+    }
+    if (i + len > text.size()) return at(i, "starts a cut UTF-8 character");
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc & 0xc0) != 0x80) return at(i, "is not valid UTF-8");
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    const bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+    if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe || cp == 0xffff)
+      return at(i, "is not valid UTF-8");
+    if (cp >= 0x80 && cp <= 0x9f) return at(i, "starts a control character (C1)");
+    i += len;
   }
-  // A terminal's ^C reaches the whole foreground process group, CMD included: do not send it
-  // twice. Signals from kill(2) (SI_USER) and others are passed on.
-  if (info && info->si_code == SI_KERNEL) return;
-  ::kill(child, sig);
+  return std::nullopt;
 }
 
-void set_forwarding(bool on) {
-  struct sigaction sa {};
-  sigemptyset(&sa.sa_mask);
-  if (on) {
-    sa.sa_sigaction = forward_signal;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-  } else {
-    sa.sa_handler = SIG_DFL;
-  }
-  for (int sig : forwarded_signals) ::sigaction(sig, &sa, nullptr);
-}
-
-sigset_t forwarded_set() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : forwarded_signals) sigaddset(&set, sig);
-  return set;
-}
-
+// The command line as a job text: control characters and bytes that are not UTF-8 written as
+// visible escapes (\e, \xe9), at most 200 bytes, cut between two characters.
 std::string default_job_text(const std::vector<std::string>& command) {
-  std::string text;
+  std::string line;
   for (const auto& arg : command) {
-    if (!text.empty()) text += ' ';
-    text += arg;
+    if (!line.empty()) line += ' ';
+    line += arg;
   }
-  if (text.size() > 200) text = text.substr(0, 197) + "...";
+  std::string text = detail::escape_control(line);
+  if (text.size() > 200) {
+    std::size_t cut = 197;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+    text = text.substr(0, cut) + "...";
+  }
   return text;
 }
 
-// Forks and execs `command`; returns its raw wait status, or -errno when it could not be run.
-int run_command(const std::vector<std::string>& command) {
-  std::vector<char*> argv;
-  for (const auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-
-  int report[2];  // the child writes exec's errno here; closed on a successful exec
-  if (::pipe2(report, O_CLOEXEC) != 0) throw_errno("cannot create a pipe to start the command");
-  const sigset_t set = forwarded_set();
-  sigset_t old;
-  ::sigprocmask(SIG_BLOCK, &set, &old);  // until child_pid is known
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int saved = errno;
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
-    ::close(report[0]);
-    ::close(report[1]);
-    errno = saved;
-    throw_errno("cannot start the command (fork)");
-  }
-  if (pid == 0) {
-    set_forwarding(false);
-    ::sigprocmask(SIG_SETMASK, &old, nullptr);
-    ::close(report[0]);
-    ::execvp(argv[0], argv.data());
-    const int e = errno;
-    [[maybe_unused]] auto n = ::write(report[1], &e, sizeof e);
-    ::_exit(exit_status::cannot_execute);
-  }
-  child_pid = pid;
-  ::sigprocmask(SIG_SETMASK, &old, nullptr);
-  ::close(report[1]);
-  int exec_errno = 0;
-  ssize_t got;
-  do got = ::read(report[0], &exec_errno, sizeof exec_errno);
-  while (got < 0 && errno == EINTR);
-  ::close(report[0]);
-
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  ::sigprocmask(SIG_BLOCK, &set, nullptr);  // the child is reaped: its PID is no longer ours
-  child_pid = 0;
-  if (got == static_cast<ssize_t>(sizeof exec_errno)) return -exec_errno;
-  return status;
+// Until every guard in use has them (the coordinator's StaleJobGuard::hand_over, lost() and
+// GuardOptions::on_lost): used when present.
+template <class Guard>
+bool hand_over_to(Guard& guard, ProcessIdentity who) {
+  if constexpr (requires { guard.hand_over(who); })
+    return guard.hand_over(who);
+  else
+    return true;
 }
+template <class Options, class F>
+void set_on_lost(Options& options, F&& fn) {
+  if constexpr (requires { options.on_lost = fn; }) options.on_lost = std::forward<F>(fn);
+}
+template <class Guard>
+bool guard_lost(const Guard& guard) {
+  if constexpr (requires { guard.lost(); })
+    return guard.lost();
+  else
+    return false;
+}
+
+// What the hold-lost callback (another thread) tells the waiting loop: an eventfd it writes to,
+// and the reason.
+struct LostSignal {
+  int fd = -1;
+  std::mutex mutex;
+  std::string reason;
+  // The hold_lost event, kept to be reported from the main thread (the reporter and the audit
+  // log are not for the store's watcher thread).
+  std::optional<JobRecord> record;
+  event_kind kind{};
+  std::string machine, store;
+  LostSignal() {
+    fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw_errno("cannot create an eventfd");
+  }
+  ~LostSignal() { ::close(fd); }
+  LostSignal(const LostSignal&) = delete;
+  LostSignal& operator=(const LostSignal&) = delete;
+  static bool is_loss(const Event& e) { return to_string(e.kind) == "hold_lost"; }
+  void keep_event(const Event& e) {
+    std::lock_guard lock(mutex);
+    kind = e.kind;
+    record = e.record;
+    machine = e.machine;
+    store = e.store;
+    reason = e.reason;
+  }
+  void raise(std::string_view why) {
+    {
+      std::lock_guard lock(mutex);
+      reason = why;
+    }
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+  }
+  std::string why() {
+    std::lock_guard lock(mutex);
+    return reason.empty() ? std::string("the store gave no reason") : reason;
+  }
+  /// Reports the kept hold_lost event through `ctx` (main thread).
+  void report(Context& ctx) {
+    std::lock_guard lock(mutex);
+    if (!record) return;
+    ctx.reporter.report(Event{kind, machine, store, *record, reason, {}});
+    record.reset();
+  }
+};
 
 template <class Store>
 int run_on(Context& ctx, Store& store, const RunArgs& args) {
@@ -127,33 +177,89 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
     auto tx = store.begin();
     name = resolve_machine(ctx, tx, args.machine);
   }
+  auto lost = std::make_shared<LostSignal>();
   GuardOptions options;
   options.job = args.job.empty() ? default_job_text(args.command) : args.job;
   if (!args.timeout.empty()) options.timeout = parse_seconds(args.timeout);
   options.stale_after = ctx.stale_after();
-  options.on_event = ctx.handler();
+  options.on_event = [&ctx, lost](const Event& e) {
+    if (LostSignal::is_loss(e))
+      lost->keep_event(e);  // from the store's thread: reported by the main thread
+    else
+      ctx.reporter.report(e);
+  };
+  set_on_lost(options, [lost](std::string_view why) { lost->raise(why); });
 
-  set_forwarding(true);  // before the claim: a signal while waiting still ends mama at once
+  // While claiming, SIGINT, SIGTERM and SIGHUP end `mama run` at once (default dispositions).
   StaleJobGuard<SystemClock, ProcProbe, Store> guard(store, name, std::move(options), ctx.clock,
                                                      ctx.probe);
   ctx.reporter.end_line();
 
-  const int status = run_command(args.command);
-  guard.release();  // errors: mama::error, exit status 1 (the job's record reads as stale)
-  set_forwarding(false);
-
-  if (status < 0) {
+  JobProcess::Options jo;
+  if (!args.kill_grace.empty()) jo.kill_grace = parse_seconds(args.kill_grace);
+  // A hold kept by a server for our session ends when we die: the command must not outlive it.
+  // The mama.xml hold is a lock the command inherits: it keeps the machine busy on its own.
+  jo.die_with_parent = !std::is_same_v<Store, XmlStateStore>;
+  jo.on_stop = [&] {
+    lost->report(ctx);
+    std::cerr << "mama: lost the hold on machine " << esc(name) << ": " << esc(lost->why())
+              << "; stopping the job\n"
+              << std::flush;
+  };
+  JobProcess job(args.command, jo);
+  bool handed = false;
+  try {
+    handed = hand_over_to(guard, ProcessIdentity{job.pid(), job.start_ticks()});
+  } catch (...) {
+    job.abandon();
+    throw;
+  }
+  if (!handed) {
+    // A waiter judged our claim stale and took the machine (reported as successor_found).
+    job.abandon();
+    std::cerr << "mama: machine " << esc(name)
+              << " is no longer this claim's; the command was not run\n";
+    return exit_status::failure;
+  }
+  if (guard_lost(guard)) {
+    job.abandon();
+    jo.on_stop();
+    guard.release();
+    return exit_status::hold_lost;
+  }
+  if (const int exec_errno = job.go()) {
+    guard.release();
     std::cerr << "mama: cannot run '" << esc(args.command.front())
-              << "': " << std::strerror(-status) << "; check the command name and PATH (machine "
+              << "': " << std::strerror(exec_errno) << "; check the command name and PATH (machine "
               << esc(name) << " was released)\n";
     return exit_status::cannot_execute;
   }
+  job.watch_stop_fd(lost->fd);
+  const int status = job.wait();
+  // From here a SIGINT, SIGTERM or SIGHUP abandons the release and ends `mama run` at once.
+  if (job.stopped()) {
+    // The hold is gone: releasing may fail as well; the exit status says what happened.
+    try {
+      guard.release();
+    } catch (const std::exception& e) {
+      std::cerr << "mama: " << e.what() << '\n';
+    }
+    return exit_status::hold_lost;
+  }
+  guard.release();  // errors: mama::error, exit status 1 (the job's record reads as stale)
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return exit_status::failure;
 }
 
 int run_run(Context& ctx, const RunArgs& args) {
+  // Checked before the store is opened and before any waiting: a text the PHP tool cannot read
+  // back must never reach the file, and must not be found out hours later.
+  if (!args.job.empty())
+    if (const auto problem = text_problem(args.job))
+      throw error(errc::invalid_argument,
+                  "--job '" + esc(args.job) + "' cannot be stored: " + *problem +
+                      "; give the job text as UTF-8 without control characters");
   return ctx.with_store([&](auto& store) { return run_on(ctx, store, args); });
 }
 
@@ -173,6 +279,11 @@ void add_run_command(CLI::App& app, Context& ctx, Action& selected) {
       ->type_name("TEXT");
   cmd->add_option("--timeout", args->timeout,
                   "Give up waiting for the machine after SEC seconds (exit status 3)")
+      ->type_name("SEC")
+      ->check(seconds_validator(true));
+  cmd->add_option("--kill-grace", args->kill_grace,
+                  "When the command ends, the seconds its leftover processes get between SIGTERM "
+                  "and SIGKILL (default 10)")
       ->type_name("SEC")
       ->check(seconds_validator(true));
   add_stale_after_option(*cmd, ctx);

@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
   ctx.audit.add_options(app);
   app.footer(
       "Exit status: 0 ok, 1 error, 2 usage, 3 timeout, 4 busy (refused), 5 unknown machine,\n"
-      "6 bad state file or record; `run` exits with the command's status (127: not executable).");
+      "6 bad state file or record; `run` exits with the command's status (127: not executable;\n"
+      "7: the hold was lost and the job ended).");
 
   Action selected;
   for (auto add : registrars) add(app, ctx, selected);

@@ -120,6 +120,11 @@ void Reporter::report(const Event& e) {
       end_line();
       break;
     default:
+      // On release, processes of the job still hold the machine: say who, and that it stays busy.
+      if (to_string(e.kind) == "leftover_holders") {
+        end_line();
+        default_event_handler(e, std::cerr);
+      }
       break;
   }
   for (const auto& listener : listeners_) {

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -221,44 +223,88 @@ inline std::string export_xml_string(PgStateStore& pg) {
   return out;
 }
 
-/// Writes the lab in `pg` to the file `path` as a mama.xml (see export_xml_string). The file
-/// is written beside and renamed into place, so a reader never sees half of it; an existing
-/// file is replaced only when `overwrite` is set. Do not export over a mama.xml that the PHP
-/// tool is using: it locks the file's inode, which the rename replaces. Throws mama::error.
-inline void export_xml(PgStateStore& pg, const std::filesystem::path& path,
-                       bool overwrite = false) {
-  const std::string text = export_xml_string(pg);
-  if (!overwrite && std::filesystem::exists(path))
-    throw error(errc::invalid_argument, path.string() +
-                                            " exists; export to a new file, or overwrite it "
-                                            "(mama export --force)");
-  const std::string tmp = path.string() + ".mama-export.tmp";
-  detail::unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) throw_errno("cannot write " + tmp + "; check that its directory exists and is writable");
+namespace detail {
+
+/// Writes `text` to a new file `path` and puts it in place: the data goes to a temporary file
+/// beside `path` under a random name, created with O_EXCL|O_NOFOLLOW (never a file or a link
+/// that someone else put there), then renamed over `path` (`overwrite`) or moved to `path` only
+/// if nothing is there yet (renameat2 RENAME_NOREPLACE, else link(2): no check-then-rename
+/// race). On error no temporary file is left and `path` is as it was. Throws mama::error
+/// (invalid_argument when `path` exists and `overwrite` is off).
+inline void write_new_file(const std::filesystem::path& path, std::string_view text,
+                           bool overwrite) {
+  const auto exists_error = [&] {
+    return error(errc::invalid_argument, path.string() +
+                                             " exists; export to a new file, or overwrite it "
+                                             "(mama export --force)");
+  };
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  std::string tmp;
+  unique_fd fd;
+  for (int attempt = 0; attempt < 16 && !fd; ++attempt) {
+    unsigned char bytes[8];
+    if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes))
+      throw_errno("cannot name a temporary file: getrandom failed");
+    char name[17];
+    for (std::size_t i = 0; i < sizeof bytes; ++i)
+      std::snprintf(name + 2 * i, 3, "%02x", static_cast<unsigned>(bytes[i]));
+    tmp = (dir / ("." + path.filename().string() + ".mama-export-" + name)).string();
+    fd.reset(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd && errno != EEXIST)
+      throw_errno("cannot write " + tmp + "; check that its directory exists and is writable");
+  }
+  if (!fd) throw_errno("cannot create a temporary file beside " + path.string());
+  const auto fail = [&](const std::string& what) {
+    const int saved = errno;
+    ::unlink(tmp.c_str());
+    errno = saved;
+    throw_errno(what);
+  };
   std::size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int saved = errno;
-      ::unlink(tmp.c_str());
-      errno = saved;
-      throw_errno("cannot write " + tmp);
-    }
+    if (n < 0) fail("cannot write " + tmp);
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) {
-    const int saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    throw_errno("cannot write " + tmp);
+  if (::fsync(fd.get()) != 0 || ::close(fd.release()) != 0) fail("cannot write " + tmp);
+  if (overwrite) {
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      fail("cannot rename " + tmp + " to " + path.string());
+    return;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int saved = errno;
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) return;
+  if (errno == EEXIST) {
     ::unlink(tmp.c_str());
-    errno = saved;
-    throw_errno("cannot rename " + tmp + " to " + path.string());
+    throw exists_error();
   }
+  if (errno != EINVAL && errno != ENOSYS) fail("cannot rename " + tmp + " to " + path.string());
+  // A file system without RENAME_NOREPLACE: link(2) also refuses an existing name, atomically.
+  if (::link(tmp.c_str(), path.c_str()) != 0) {
+    if (errno == EEXIST) {
+      ::unlink(tmp.c_str());
+      throw exists_error();
+    }
+    fail("cannot create " + path.string());
+  }
+  ::unlink(tmp.c_str());
+}
+
+}  // namespace detail
+
+/// Writes the lab in `pg` to the file `path` as a mama.xml (see export_xml_string). The file
+/// is written beside under a fresh random name and moved into place (detail::write_new_file),
+/// so a reader never sees half of it; an existing file is replaced only when `overwrite` is
+/// set, and a file that appears meanwhile is never replaced without it. Do not export over a
+/// mama.xml that the PHP tool is using: it locks the file's inode, which the rename replaces.
+/// Throws mama::error.
+inline void export_xml(PgStateStore& pg, const std::filesystem::path& path,
+                       bool overwrite = false) {
+  if (!overwrite && std::filesystem::exists(path))  // early, before the database is read
+    throw error(errc::invalid_argument, path.string() +
+                                            " exists; export to a new file, or overwrite it "
+                                            "(mama export --force)");
+  detail::write_new_file(path, export_xml_string(pg), overwrite);
 }
 
 }  // namespace mama
