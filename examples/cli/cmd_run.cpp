@@ -39,51 +39,6 @@ struct RunArgs {
   std::vector<std::string> command;
 };
 
-// Why `text` cannot be a job text the PHP tool reads back (SimpleXML refuses invalid UTF-8 and
-// XML 1.0 has no control characters), or nullopt when it can.
-std::optional<std::string> text_problem(std::string_view text) {
-  const auto at = [&](std::size_t i, const char* what) {
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "byte %zu (0x%02x) %s", i + 1,
-                  static_cast<unsigned>(static_cast<unsigned char>(text[i])), what);
-    return std::string(buf);
-  };
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) return at(i, "is a control character");
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    char32_t cp = 0;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return at(i, "is not valid UTF-8");
-    }
-    if (i + len > text.size()) return at(i, "starts a cut UTF-8 character");
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(text[i + k]);
-      if ((cc & 0xc0) != 0x80) return at(i, "is not valid UTF-8");
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    const bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
-    if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0xfffe || cp == 0xffff)
-      return at(i, "is not valid UTF-8");
-    if (cp >= 0x80 && cp <= 0x9f) return at(i, "starts a control character (C1)");
-    i += len;
-  }
-  return std::nullopt;
-}
-
 // The command line as a job text: control characters and bytes that are not UTF-8 written as
 // visible escapes (\e, \xe9), at most 200 bytes, cut between two characters.
 std::string default_job_text(const std::vector<std::string>& command) {
@@ -92,34 +47,7 @@ std::string default_job_text(const std::vector<std::string>& command) {
     if (!line.empty()) line += ' ';
     line += arg;
   }
-  std::string text = detail::escape_control(line);
-  if (text.size() > 200) {
-    std::size_t cut = 197;
-    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
-    text = text.substr(0, cut) + "...";
-  }
-  return text;
-}
-
-// Until every guard in use has them (the coordinator's StaleJobGuard::hand_over, lost() and
-// GuardOptions::on_lost): used when present.
-template <class Guard>
-bool hand_over_to(Guard& guard, ProcessIdentity who) {
-  if constexpr (requires { guard.hand_over(who); })
-    return guard.hand_over(who);
-  else
-    return true;
-}
-template <class Options, class F>
-void set_on_lost(Options& options, F&& fn) {
-  if constexpr (requires { options.on_lost = fn; }) options.on_lost = std::forward<F>(fn);
-}
-template <class Guard>
-bool guard_lost(const Guard& guard) {
-  if constexpr (requires { guard.lost(); })
-    return guard.lost();
-  else
-    return false;
+  return detail::printable_job_text(line, 200);
 }
 
 // What the hold-lost callback (another thread) tells the waiting loop: an eventfd it writes to,
@@ -188,7 +116,7 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
     else
       ctx.reporter.report(e);
   };
-  set_on_lost(options, [lost](std::string_view why) { lost->raise(why); });
+  options.on_lost = [lost](std::string_view why) { lost->raise(why); };
 
   // While claiming, SIGINT, SIGTERM and SIGHUP end `mama run` at once (default dispositions).
   StaleJobGuard<SystemClock, ProcProbe, Store> guard(store, name, std::move(options), ctx.clock,
@@ -209,7 +137,7 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   JobProcess job(args.command, jo);
   bool handed = false;
   try {
-    handed = hand_over_to(guard, ProcessIdentity{job.pid(), job.start_ticks()});
+    handed = guard.hand_over(ProcessIdentity{job.pid(), job.start_ticks()});
   } catch (...) {
     job.abandon();
     throw;
@@ -221,7 +149,7 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
               << " is no longer this claim's; the command was not run\n";
     return exit_status::failure;
   }
-  if (guard_lost(guard)) {
+  if (guard.lost()) {
     job.abandon();
     jo.on_stop();
     guard.release();
@@ -256,7 +184,7 @@ int run_run(Context& ctx, const RunArgs& args) {
   // Checked before the store is opened and before any waiting: a text the PHP tool cannot read
   // back must never reach the file, and must not be found out hours later.
   if (!args.job.empty())
-    if (const auto problem = text_problem(args.job))
+    if (const auto problem = detail::job_text_problem(args.job))
       throw error(errc::invalid_argument,
                   "--job '" + esc(args.job) + "' cannot be stored: " + *problem +
                       "; give the job text as UTF-8 without control characters");

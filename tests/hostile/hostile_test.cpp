@@ -66,14 +66,17 @@ bool cli_built() {
 #endif
 }
 
-// True when `text` has no control byte that a terminal acts on (C0 but '\n', DEL, C1 in UTF-8).
+// True when `text` has no byte that a terminal acts on: C0 but '\n' and '\t' (the PHP tool's
+// `info` labels end in tabs; a tab from the file is printed as \t), DEL, C1 (in UTF-8 or as a
+// lone 8-bit byte such as 0x9b), bytes that are not UTF-8, or bidi controls.
 bool terminal_safe(const std::string& text) {
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if ((c < 0x20 && c != '\n') || c == 0x7f) return false;
-    if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
-        static_cast<unsigned char>(text[i + 1]) <= 0x9f)
-      return false;
+  for (std::size_t i = 0; i < text.size();) {
+    char32_t cp = 0;
+    const std::size_t len = mama::detail::utf8_decode(text, i, cp);
+    if (len == 0) return false;
+    if ((cp < 0x20 && cp != '\n' && cp != '\t') || (cp >= 0x7f && cp <= 0x9f)) return false;
+    if (mama::detail::is_bidi_or_separator(cp)) return false;
+    i += len;
   }
   return true;
 }
