@@ -4,6 +4,7 @@
 // alone (and are tested alone) under include/mama/detail/xml/, none of which includes pugixml:
 //   state_file.hpp  what a transaction knows of the opened file; reading it; standalone save
 //   journal.hpp     the save journal: format, journaled in-place save, replay/discard recovery
+//                   (tests/journal_test.cpp)
 //   splice.hpp      element extents in the bytes, and applying byte edits (the splicer)
 //   lock_files.hpp  the runtime directory `<file>.d/`, per-machine lock files, who holds one
 //   inotify.hpp     the pool of inotify descriptors for waiters
