@@ -1,6 +1,17 @@
 // mama/xml_state_store.hpp — the StateStore on mama.xml, beside the PHP mama tool.
 //
-// The only header that includes pugixml. Contract (SPEC §2, invariants I3 and I5):
+// The only header that includes pugixml. It composes the store from parts that each stand
+// alone (and are tested alone) under include/mama/detail/xml/, none of which includes pugixml:
+//   state_file.hpp  what a transaction knows of the opened file; reading it; standalone save
+//   journal.hpp     the save journal: format, journaled in-place save, replay/discard recovery
+//                   (tests/journal_test.cpp)
+//   splice.hpp      element extents in the bytes, and applying byte edits (the splicer)
+//   lock_files.hpp  the runtime directory `<file>.d/`, per-machine lock files, who holds one
+//   inotify.hpp     the pool of inotify descriptors for waiters
+// This header keeps what needs the parsed document: open/lock, parse and validate, find/
+// machines/write, planning a save's edits and checking them, and the public types.
+//
+// Contract (SPEC §2, invariants I3 and I5):
 // - Locking: an exclusive flock(2) on mama.xml itself, the lock the PHP tool takes.
 // - Lossless: every machine, field, unknown element, comment and their order are kept. A save
 //   splices only the changed job field elements into the bytes that were read, so everything
@@ -37,7 +48,6 @@
 //   exclude each other exactly as two processes' do.
 #pragma once
 
-#include <dirent.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -45,7 +55,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -60,41 +69,17 @@
 
 #include "mama/detail/posix.hpp"
 #include "mama/detail/text.hpp"
+#include "mama/detail/xml/inotify.hpp"
+#include "mama/detail/xml/journal.hpp"
+#include "mama/detail/xml/lock_files.hpp"
+#include "mama/detail/xml/splice.hpp"
+#include "mama/detail/xml/state_file.hpp"
 #include "mama/error.hpp"
 #include "mama/process_probe.hpp"
 #include "mama/record.hpp"
 #include "mama/state_store.hpp"
 
 namespace mama {
-
-/// The steps of a save, in order, for the test-only crash hook.
-enum class save_step {
-  journal_written,    ///< the journal's temporary file is written (not yet renamed)
-  journal_renamed,    ///< the journal is in place
-  file_truncated,     ///< mama.xml is empty
-  file_half_written,  ///< half of the new content is in mama.xml
-  file_written,       ///< mama.xml holds the new content; the journal is still there
-  journal_removed,    ///< done
-};
-
-/// The name of a save step ("journal_written", ...), as MAMA_CRASH_AT takes it.
-constexpr std::string_view to_string(save_step s) noexcept {
-  switch (s) {
-    case save_step::journal_written:
-      return "journal_written";
-    case save_step::journal_renamed:
-      return "journal_renamed";
-    case save_step::file_truncated:
-      return "file_truncated";
-    case save_step::file_half_written:
-      return "file_half_written";
-    case save_step::file_written:
-      return "file_written";
-    case save_step::journal_removed:
-      return "journal_removed";
-  }
-  return "?";
-}
 
 /// How the mama.xml store locks and saves.
 struct XmlStoreOptions {
@@ -123,223 +108,6 @@ namespace detail {
 inline constexpr unsigned xml_parse_flags =
     (pugi::parse_cdata | pugi::parse_escapes | pugi::parse_declaration | pugi::parse_doctype |
      pugi::parse_comments | pugi::parse_pi | pugi::parse_ws_pcdata);
-
-/// The lock file name of a machine: bytes outside [A-Za-z0-9_.-] (and a leading '.') are
-/// written %XX, so any name maps to one safe file name.
-inline std::string lock_file_name(std::string_view machine) {
-  static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out = "machine.";
-  for (std::size_t i = 0; i < machine.size(); ++i) {
-    const auto c = static_cast<unsigned char>(machine[i]);
-    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                       c == '_' || c == '-' || (c == '.' && i > 0);
-    if (plain) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  if (out.size() > 200) {  // keep within NAME_MAX; the hash keeps long names apart
-    out.resize(180);
-    char tail[24];
-    std::snprintf(tail, sizeof tail, "~%016llx", static_cast<unsigned long long>(fnv1a(machine)));
-    out += tail;
-  }
-  return out + ".lock";
-}
-
-inline bool is_blank(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
-}
-
-inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 2 ";
-
-/// What one begin() found out about mama.xml: its stat (mode and group for what the store
-/// creates beside it) and its runtime directory. Each transaction keeps its own, so threads
-/// using copies of one store share nothing mutable but the store's mutex-guarded caches.
-struct opened_file {
-  struct stat st {};
-  std::filesystem::path canonical;  ///< the file's path with every symbolic link resolved
-  std::filesystem::path runtime;
-};
-
-/// The path of the file open on `fd`, with every symbolic link (of the file and of its
-/// directories) resolved: /proc/self/fd/N names what was really opened, so no rename between
-/// resolving and opening can mislead it. Falls back to realpath(`name`) without /proc; either
-/// must name the same inode as `st`. nullopt when neither does (the file was removed).
-inline std::optional<std::filesystem::path> canonical_path_of(int fd, const std::string& name,
-                                                              const struct stat& st) {
-  const auto same = [&](const std::string& p) {
-    struct stat other {};
-    return !p.empty() && p.front() == '/' && ::stat(p.c_str(), &other) == 0 &&
-           other.st_dev == st.st_dev && other.st_ino == st.st_ino;
-  };
-  if (fd >= 0) {
-    char link[40];
-    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    std::string target(4096, '\0');
-    const ssize_t n = ::readlink(link, target.data(), target.size());
-    if (n > 0 && static_cast<std::size_t>(n) < target.size()) {
-      target.resize(static_cast<std::size_t>(n));
-      if (same(target)) return target;
-    }
-  }
-  if (char* resolved = ::realpath(name.c_str(), nullptr)) {
-    std::string r(resolved);
-    std::free(resolved);
-    if (same(r)) return r;
-  }
-  return std::nullopt;
-}
-
-/// Where one element sits in the file's bytes: [begin, end) is the whole element, the start tag
-/// ends at start_tag_end (one past its '>').
-struct element_extent {
-  std::size_t begin = 0;
-  std::size_t start_tag_end = 0;
-  std::size_t end = 0;
-  bool self_closing = false;
-};
-
-/// Finds the extent of the element whose '<' is at `begin` in `text`, a document pugixml has
-/// already accepted (so the markup is well formed). nullopt when the bytes do not look like it.
-inline std::optional<element_extent> find_element_extent(std::string_view text, std::size_t begin) {
-  if (begin >= text.size() || text[begin] != '<') return std::nullopt;
-  element_extent x;
-  x.begin = begin;
-  int depth = 0;
-  std::size_t i = begin;
-  const auto skip_past = [&](std::size_t from, std::string_view end_mark) {
-    const auto at = text.find(end_mark, from);
-    return at == std::string_view::npos ? at : at + end_mark.size();
-  };
-  while (i != std::string_view::npos && i < text.size()) {
-    i = text.find('<', i);
-    if (i == std::string_view::npos) break;
-    const std::string_view rest = text.substr(i);
-    if (rest.starts_with("<!--")) {
-      i = skip_past(i + 4, "-->");
-    } else if (rest.starts_with("<![CDATA[")) {
-      i = skip_past(i + 9, "]]>");
-    } else if (rest.starts_with("<?")) {
-      i = skip_past(i + 2, "?>");
-    } else if (rest.starts_with("<!")) {
-      i = skip_past(i + 2, ">");
-    } else if (rest.starts_with("</")) {
-      i = skip_past(i + 2, ">");
-      if (--depth <= 0) {
-        if (i == std::string_view::npos) return std::nullopt;
-        x.end = i;
-        return x;
-      }
-    } else {
-      // A start tag: find its '>' outside quoted attribute values.
-      std::size_t j = i + 1;
-      char quote = 0;
-      for (; j < text.size(); ++j) {
-        const char c = text[j];
-        if (quote) {
-          if (c == quote) quote = 0;
-        } else if (c == '"' || c == '\'') {
-          quote = c;
-        } else if (c == '>') {
-          break;
-        }
-      }
-      if (j >= text.size()) return std::nullopt;
-      const bool empty = text[j - 1] == '/';
-      if (i == begin) {
-        x.start_tag_end = j + 1;
-        x.self_closing = empty;
-        if (empty) {
-          x.end = j + 1;
-          return x;
-        }
-      }
-      if (!empty) ++depth;
-      i = j + 1;
-    }
-  }
-  return std::nullopt;
-}
-
-/// The live process other than `except` that holds the flock of the file `dev`/`ino` through an
-/// open descriptor: /proc/PID/fd/N names the file, and /proc/PID/fdinfo/N lists the flock on
-/// the descriptor's open file description (a descriptor opened by a waiter, without the lock,
-/// lists none). Of several, the one that started first (ties: the lowest PID). Processes whose
-/// /proc entries may not be read, and zombies, are skipped.
-inline std::optional<ProcessIdentity> find_flock_holder(dev_t dev, ino_t ino, int except) {
-  using dir_ptr = std::unique_ptr<DIR, int (*)(DIR*)>;
-  const dir_ptr proc(::opendir("/proc"), ::closedir);
-  if (!proc) return std::nullopt;
-  std::optional<ProcessIdentity> best;
-  std::string fdinfo;
-  while (const dirent* p = ::readdir(proc.get())) {
-    const auto pid = parse_decimal<int>(p->d_name);
-    if (!pid || *pid == except) continue;
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/fd", *pid);
-    const dir_ptr fds(::opendir(path), ::closedir);
-    if (!fds) continue;  // another user's, or gone
-    bool holds = false;
-    while (!holds) {
-      const dirent* d = ::readdir(fds.get());
-      if (!d) break;
-      const auto fd = parse_decimal<int>(d->d_name);
-      if (!fd) continue;
-      std::snprintf(path, sizeof path, "/proc/%d/fd/%d", *pid, *fd);
-      struct stat st {};
-      if (::stat(path, &st) != 0 || st.st_dev != dev || st.st_ino != ino) continue;
-      std::snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", *pid, *fd);
-      holds = read_small_file(path, fdinfo) && fdinfo.find("FLOCK") != std::string::npos;
-    }
-    if (!holds) continue;
-    const auto stat = read_proc_stat(*pid);
-    if (!stat || stat->state == 'Z' || stat->state == 'X') continue;
-    const ProcessIdentity who{*pid, stat->start};
-    if (!best || who.start < best->start || (who.start == best->start && who.pid < best->pid))
-      best = who;
-  }
-  return best;
-}
-
-/// True when `text` holds only characters that XML 1.0 allows in element content (no NUL and
-/// no C0 controls other than tab, newline and carriage return).
-inline bool valid_xml_text(std::string_view text) noexcept {
-  return std::none_of(text.begin(), text.end(), [](char ch) {
-    const auto c = static_cast<unsigned char>(ch);
-    return c < 0x20 && c != '\t' && c != '\n' && c != '\r';
-  });
-}
-
-/// Escapes element text: & < > as entities, and CR as &#13; so that XML readers, which turn a
-/// raw CR into LF, read it back unchanged.
-inline std::string escape_xml_text(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '\r':
-        out += "&#13;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 }  // namespace detail
 
@@ -377,7 +145,7 @@ class XmlStateStore {
         : shared_(std::move(o.shared_)), fd_(std::exchange(o.fd_, -1)), wds_(std::move(o.wds_)) {}
     watcher& operator=(watcher&&) = delete;
     ~watcher() {
-      if (shared_ && fd_ >= 0) shared_->retire_inotify(fd_, wds_);
+      if (shared_ && fd_ >= 0) shared_->inotify.retire(fd_, wds_);
     }
     int fd() const noexcept { return fd_; }
     void drain() noexcept { detail::drain_fd(fd_); }
@@ -467,10 +235,7 @@ class XmlStateStore {
     /// process rather than one of its children. nullopt when none is found; another user's
     /// processes are seen only by root (/proc/PID/fd is readable by its owner and root).
     std::optional<ProcessIdentity> hold_owner(std::string_view m) const {
-      struct stat lock {};
-      const auto lock_path = file_.runtime / detail::lock_file_name(m);
-      if (::lstat(lock_path.c_str(), &lock) != 0 || !S_ISREG(lock.st_mode)) return std::nullopt;
-      return detail::find_flock_holder(lock.st_dev, lock.st_ino, static_cast<int>(::getpid()));
+      return detail::lock_file_holder(file_.runtime, m);
     }
 
     /// Saves what was staged (nothing when nothing changed). Throws mama::error; on failure the
@@ -478,7 +243,7 @@ class XmlStateStore {
     void commit() {
       if (staged_.empty()) return;
       refresh();
-      std::vector<Shared::span> edited;
+      std::vector<detail::element_span> edited;
       std::string next = shared_->splice(content_, index_, staged_, edited);
       if (next == content_) {
         staged_.clear();
@@ -493,7 +258,7 @@ class XmlStateStore {
       // the edited machine elements changed, each in place of a whole element, so each one
       // parsing by itself to the staged record proves the whole file (parsing all of it again
       // cost as much as the rest of a save on a large lab).
-      for (const Shared::span& e : edited) {
+      for (const detail::element_span& e : edited) {
         pugi::xml_document piece;
         const bool parsed =
             piece.load_buffer(next.data() + e.begin, e.end - e.begin, detail::xml_parse_flags);
@@ -586,7 +351,7 @@ class XmlStateStore {
   /// A wake source for waiters on `machine`: mama.xml modified, or the machine's lock file
   /// closed by its last holder.
   watcher watch(std::string_view machine) {
-    watcher w(shared_, shared_->take_inotify());
+    watcher w(shared_, shared_->inotify.take(shared_->file()));
     const auto add = [&](const std::filesystem::path& p, std::uint32_t mask) {
       const int wd = ::inotify_add_watch(w.fd_, p.c_str(), mask);
       if (wd >= 0) w.wds_.push_back(wd);
@@ -609,6 +374,8 @@ class XmlStateStore {
   }
 
  private:
+  // What the store and its copies share: the options, the caches (each part guards its own)
+  // and the steps of begin() and commit() that need the parsed document.
   struct Shared {
     Shared(std::filesystem::path p, XmlStoreOptions o) : path(std::move(p)), options(std::move(o)) {
 #ifdef MAMA_TEST_CRASH_HOOKS
@@ -622,96 +389,35 @@ class XmlStateStore {
       }
 #endif
     }
-    ~Shared() {
-      for (auto& [name, fd] : probe_fds) ::close(fd);
-      for (int fd : idle_inotify) ::close(fd);
-    }
 
-    std::vector<int> idle_inotify;  // inotify descriptors of finished watchers, for reuse
-
-    int take_inotify() {
-      {
-        std::lock_guard lock(mutex);
-        if (!idle_inotify.empty()) {
-          const int fd = idle_inotify.back();
-          idle_inotify.pop_back();
-          detail::drain_fd(fd);  // IN_IGNORED of the removed watches, stale wake-ups
-          return fd;
-        }
-      }
-      const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-      if (fd < 0) throw_errno("cannot watch " + path.string() + " (inotify_init1)");
-      return fd;
-    }
-
-    void retire_inotify(int fd, const std::vector<int>& wds) noexcept {
-      for (int wd : wds) ::inotify_rm_watch(fd, wd);  // unlike close(), does not wait
-      std::lock_guard lock(mutex);
-      try {
-        idle_inotify.push_back(fd);
-      } catch (...) {
-        ::close(fd);
-      }
-    }
-
-    std::filesystem::path path;  // as given
+    std::filesystem::path path;             // as given
+    std::string file_name = path.string();  // for messages
     XmlStoreOptions options;
-    std::mutex mutex;     // guards probe_fds, idle_inotify, known_*
-    dev_t known_dev = 0;  // the inode whose canonical path locate() found last
+    detail::inotify_pool inotify;  // descriptors of finished watchers, for reuse
+    detail::lock_files locks;      // machines' lock files (the busy ones kept open)
+    std::mutex mutex;              // guards known_*
+    dev_t known_dev = 0;           // the inode whose canonical path locate() found last
     ino_t known_ino = 0;
     std::filesystem::path known_canonical;
-    std::map<std::string, int, std::less<>> probe_fds;  // lock files that were busy: reused, so
-                                                        // a waiter's own probes do not wake it
 
     bool standalone() const noexcept {
       return options.mode == XmlStoreOptions::lock_mode::standalone;
     }
     std::string file() const { return path.string(); }
-
-    void step(save_step s) const {
-      if (options.crash_hook) options.crash_hook(s);
+    detail::save_io io() const {
+      return {file_name, options.sync, options.max_file_size, &options.crash_hook};
     }
 
-    // Opens and, for standalone mode, creates the runtime directory; returns an O_PATH-like fd.
-    detail::unique_fd runtime_dir_fd(const detail::opened_file& f, bool create) {
-      detail::unique_fd dir(
-          ::open(f.runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (dir || !create || errno != ENOENT) {
-        if (!dir && errno == ELOOP)
-          throw error(errc::io_error, f.runtime.string() +
-                                          " is a symbolic link; mama refuses to use it. "
-                                          "Remove it (mama creates the directory itself)");
-        if (dir && create && options.runtime_dir.empty()) adopt_group(dir.get(), f, 0);
-        return dir;
-      }
-      // Directory mode follows the state file: its read bits become search bits.
-      mode_t mode = f.st.st_mode & 0777;
-      mode |= (mode & 0444) >> 2;
-      if (::mkdir(f.runtime.c_str(), mode) != 0 && errno != EEXIST)
-        throw_errno("cannot create " + f.runtime.string() +
-                    " (lock files and the save journal of " + file() +
-                    "); make its directory writable or set a runtime directory");
-      detail::unique_fd made(
-          ::open(f.runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (!made) throw_errno("cannot open " + f.runtime.string());
-      ::fchmod(made.get(), mode);  // past the umask
-      adopt_group(made.get(), f, mode);
-      return made;
+    detail::unique_fd runtime_dir_fd(const detail::opened_file& f, bool create) const {
+      return detail::open_runtime_dir(f, create, options.runtime_dir.empty(), file_name);
     }
 
-    // The runtime directory takes the state file's group and the setgid bit, so that what
-    // anyone creates in it (lock files, the journal, the CLI's audit log) gets that group, and
-    // every user who may write mama.xml may use it. Also mends, where this user owns it, a
-    // default `<file>.d` made before (by an older mama) without them (an explicit runtime_dir
-    // that exists is left as its owner set it). `mode`: the permission bits it must have
-    // besides (0: keep its own).
-    void adopt_group(int dir, const detail::opened_file& f, mode_t mode) const {
-      struct stat st {};
-      if (::fstat(dir, &st) != 0 || st.st_uid != ::geteuid()) return;
-      if (!mode && st.st_gid == f.st.st_gid && (st.st_mode & S_ISGID)) return;  // the usual case
-      if (st.st_gid != f.st.st_gid && ::fchown(dir, -1, f.st.st_gid) != 0)
-        return;  // not in the file's group: keep ours
-      ::fchmod(dir, ((mode ? mode : st.st_mode) & 0777) | S_ISGID);
+    std::optional<hold> try_hold(std::string_view machine, bool read_only,
+                                 const detail::opened_file& f, bool create_only = false) {
+      auto fd = locks.try_lock(machine, read_only, f, create_only, options.runtime_dir.empty(),
+                               file_name);
+      if (!fd) return std::nullopt;
+      return hold(std::move(*fd));
     }
 
     // Where the lock files and the journal of the file open on `fd` live (see the top comment).
@@ -810,14 +516,7 @@ class XmlStateStore {
     }
 
     void read_fd(int fd, std::string& content) const {
-      if (!detail::pread_all(fd, content, options.max_file_size)) {
-        if (errno == EFBIG)
-          throw error(
-              errc::bad_state_file,
-              file() + " is larger than " + std::to_string(options.max_file_size >> 20) +
-                  " MiB, far beyond any lab; it is not a mama state file, or raise max_file_size");
-        throw_errno("cannot read " + file());
-      }
+      detail::read_state_bytes(fd, content, io());
     }
 
     void parse(const std::string& content, pugi::xml_document& doc,
@@ -862,23 +561,14 @@ class XmlStateStore {
 
     // The new file content: `content` with the job fields of each staged machine replaced.
     // Only the changed elements' bytes change; a missing field is inserted after the previous
-    // job field (or the machine's last element), indented like that element.
-    // Where an edited machine element lies in the new content.
-    struct span {
-      std::string machine;
-      std::size_t begin, end;
-    };
-
+    // job field (or the machine's last element), indented like that element. The edits are
+    // planned here from the document and applied to the bytes by detail/xml/splice.hpp.
     // Also fills `edited` with the new extent of every machine element that changed.
     std::string splice(const std::string& content,
                        const std::unordered_map<std::string, pugi::xml_node>& index,
                        const std::map<std::string, JobRecord, std::less<>>& staged,
-                       std::vector<span>& edited) const {
-      struct edit {
-        std::size_t begin, end;
-        std::string text;
-      };
-      std::vector<edit> edits;
+                       std::vector<detail::element_span>& edited) const {
+      std::vector<detail::byte_edit> edits;
       const auto extent_of = [&](pugi::xml_node e) {
         const std::ptrdiff_t name_at = e.offset_debug();
         std::optional<detail::element_extent> x;
@@ -892,7 +582,7 @@ class XmlStateStore {
                                           " to edit it; it was not changed (please report this)");
         return *x;
       };
-      std::vector<span> old_extents;
+      std::vector<detail::element_span> old_extents;
       for (const auto& [machine, record] : staged) {
         const auto found = index.find(machine);
         if (found == index.end()) continue;
@@ -960,250 +650,25 @@ class XmlStateStore {
           old_extents.push_back({machine, x.begin, x.end});
         }
       }
-      std::stable_sort(edits.begin(), edits.end(), [](const edit& a, const edit& b) {
-        return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-      });
-      // Every edit lies inside its machine element, so an old offset moves by the size change
-      // of the edits that end at or before it.
-      const auto moved = [&](std::size_t at) {
-        std::ptrdiff_t delta = 0;
-        for (const auto& e : edits)
-          if (e.end <= at)
-            delta += static_cast<std::ptrdiff_t>(e.text.size()) -
-                     static_cast<std::ptrdiff_t>(e.end - e.begin);
-        return static_cast<std::size_t>(static_cast<std::ptrdiff_t>(at) + delta);
-      };
-      for (const span& x : old_extents) edited.push_back({x.machine, moved(x.begin), moved(x.end)});
-      std::string out;
-      out.reserve(content.size() + 1024);
-      std::size_t at = 0;
-      for (const auto& e : edits) {
-        out.append(content, at, e.begin - at);
-        out += e.text;
-        at = e.end;
-      }
-      out.append(content, at, std::string::npos);
-      return out;
+      return detail::apply_edits(content, edits, old_extents, edited);
     }
 
-    // The journal: "MAMA-JOURNAL 2 <size> <checksum64 hex>\n" then the new content.
+    // A save: the journaled rewrite in place (detail/xml/journal.hpp), or in standalone mode a
+    // rename over the file.
     void save(int lock_fd, const std::string& old_content, const std::string& content,
               const detail::opened_file& f) {
-      if (standalone()) return save_by_rename(content, f);
+      if (standalone()) return detail::save_by_rename(content, f, io());
       auto dir = runtime_dir_fd(f, true);
       if (!dir) throw_errno("cannot open " + f.runtime.string());
-      char header[80];
-      std::snprintf(header, sizeof header, "%.*s%zu %016llx\n",
-                    static_cast<int>(detail::journal_magic.size()), detail::journal_magic.data(),
-                    content.size(), static_cast<unsigned long long>(detail::checksum64(content)));
-      ::unlinkat(dir.get(), "journal.tmp", 0);  // left by a crash; we hold the state lock
-      {
-        detail::unique_fd j(::openat(dir.get(), "journal.tmp",
-                                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                                     f.st.st_mode & 0666));
-        if (!j)
-          throw_errno("cannot create the save journal in " + f.runtime.string() + "; " + file() +
-                      " was not changed");
-        // The journal holds the state: readable by exactly those who may read mama.xml.
-        if (::fchown(j.get(), -1, f.st.st_gid) != 0) {
-          // Not in the file's group: keep our group, still no wider than the file.
-        }
-        ::fchmod(j.get(), f.st.st_mode & 0666);
-        if (!detail::pwrite_all(j.get(), header, 0) ||
-            !detail::pwrite_all(j.get(), content, static_cast<off_t>(std::strlen(header))) ||
-            (options.sync && ::fsync(j.get()) != 0)) {
-          const int saved = errno;
-          ::unlinkat(dir.get(), "journal.tmp", 0);
-          errno = saved;
-          throw_errno("cannot write the save journal in " + f.runtime.string() + "; " + file() +
-                      " was not changed");
-        }
-      }
-      step(save_step::journal_written);
-      if (::renameat(dir.get(), "journal.tmp", dir.get(), "journal") != 0)
-        throw_errno("cannot put the save journal in place in " + f.runtime.string() + "; " +
-                    file() + " was not changed");
-      if (options.sync) ::fsync(dir.get());
-      step(save_step::journal_renamed);
-      if (!rewrite(lock_fd, old_content, content)) {
-        const int saved = errno;
-        // Put the old content back: the file still starts with the bytes old and new share, so
-        // rewriting "from new to old" rewrites just the rest. If even that fails, the journal
-        // restores the new content on the next access.
-        if (rewrite(lock_fd, content, old_content)) ::unlinkat(dir.get(), "journal", 0);
-        errno = saved;
-        throw_errno("cannot write " + file());
-      }
-      step(save_step::file_written);
-      ::unlinkat(dir.get(), "journal", 0);
-      step(save_step::journal_removed);
+      detail::journaled_save(dir.get(), lock_fd, old_content, content, f, io());
     }
 
-    // Cut the file after the bytes it shares with the new content, then write the rest. The cut
-    // always falls before the closing </settings> (job fields live inside it), so a reader that
-    // sees an unfinished rewrite sees a prefix of the new content without </settings>, which PHP
-    // and we refuse rather than misread, and which recover() completes. Never cutting to zero
-    // also keeps ext4 from forcing a flush of the whole file on close (its auto_da_alloc rule
-    // for files truncated to zero), which made every save wait for the disk.
-    bool rewrite(int fd, std::string_view current, std::string_view content) const {
-      std::size_t keep = 0;
-      const std::size_t limit = std::min(current.size(), content.size());
-      while (keep < limit && current[keep] == content[keep]) ++keep;
-      if (keep == content.size() && keep == current.size()) return true;
-      const auto close_tag = std::min(current.rfind("</settings>"), content.rfind("</settings>"));
-      if (close_tag != std::string_view::npos) keep = std::min(keep, close_tag);
-      if (::ftruncate(fd, static_cast<off_t>(keep)) != 0) return false;
-      step(save_step::file_truncated);
-      std::string_view rest = content.substr(keep);
-      if (options.crash_hook && rest.size() > 1) {
-        const auto half = rest.size() / 2;
-        if (!detail::pwrite_all(fd, rest.substr(0, half), static_cast<off_t>(keep))) return false;
-        step(save_step::file_half_written);
-        if (!detail::pwrite_all(fd, rest.substr(half), static_cast<off_t>(keep + half)))
-          return false;
-      } else if (!detail::pwrite_all(fd, rest, static_cast<off_t>(keep))) {
-        return false;
-      }
-      return !options.sync || ::fdatasync(fd) == 0;
-    }
-
-    void save_by_rename(const std::string& content, const detail::opened_file& f) {
-      // Beside the real file: a symbolic link named as the state file stays a link to it.
-      const auto dir_path = f.canonical.parent_path();
-      detail::unique_fd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!dir) throw_errno("cannot open the directory of " + file());
-      // One fixed name: we hold the state lock, so a leftover is from a killed saver and goes.
-      const std::string tmp = "." + f.canonical.filename().string() + ".mama-tmp";
-      ::unlinkat(dir.get(), tmp.c_str(), 0);
-      detail::unique_fd t(::openat(dir.get(), tmp.c_str(),
-                                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-      if (!t)
-        throw_errno("cannot create a temporary file beside " + file() + "; it was not changed");
-      bool ok = ::fchmod(t.get(), f.st.st_mode & 07777) == 0;
-      if (::fchown(t.get(), f.st.st_uid, f.st.st_gid) != 0)
-        ok = ::fchown(t.get(), -1, f.st.st_gid) == 0 || true;  // not root: keep what we can
-      ok =
-          ok && detail::pwrite_all(t.get(), content, 0) && (!options.sync || ::fsync(t.get()) == 0);
-      if (ok) step(save_step::file_written);
-      if (!ok ||
-          ::renameat(dir.get(), tmp.c_str(), dir.get(), f.canonical.filename().c_str()) != 0) {
-        const int saved = errno;
-        ::unlinkat(dir.get(), tmp.c_str(), 0);
-        errno = saved;
-        throw_errno("cannot save " + file() + "; it was not changed");
-      }
-      if (options.sync) ::fsync(dir.get());
-      step(save_step::journal_removed);
-    }
-
-    // Finishes or discards a save that a killed process left half done (see the top comment).
+    // Finishes or discards a save that a killed process left half done (see journal.hpp).
     void recover(int lock_fd, bool read_only, const detail::opened_file& f) {
       if (standalone()) return;
       auto dir = runtime_dir_fd(f, false);
       if (!dir) return;
-      detail::unique_fd j(::openat(dir.get(), "journal", O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-      if (!j) return;
-      std::string journal;
-      const bool readable = detail::pread_all(j.get(), journal, options.max_file_size + 100);
-      const auto nl = journal.find('\n');
-      std::string_view content;
-      bool valid = false;
-      if (readable && nl != std::string::npos && journal.starts_with(detail::journal_magic)) {
-        unsigned long long size = 0, hash = 0;
-        if (std::sscanf(journal.c_str() + detail::journal_magic.size(), "%llu %llx", &size,
-                        &hash) == 2) {
-          content = std::string_view(journal).substr(nl + 1);
-          valid = content.size() == size && detail::checksum64(content) == hash;
-        }
-      }
-      if (!valid) {
-        if (!read_only) ::unlinkat(dir.get(), "journal", 0);  // never reached mama.xml
-        return;
-      }
-      std::string current;
-      read_fd(lock_fd, current);
-      if (current != content && std::string_view(content).starts_with(current)) {
-        if (read_only)
-          throw error(errc::bad_state_file,
-                      file() +
-                          " was left half-written by a killed process; run any mama command as "
-                          "a user who may write it to restore it from " +
-                          (f.runtime / "journal").string());
-        if (!rewrite(lock_fd, current, content))
-          throw_errno("cannot restore " + file() + " from its journal");
-      }
-      if (!read_only) ::unlinkat(dir.get(), "journal", 0);
-    }
-
-    // Takes machine's lock file without blocking. A read-only caller that cannot create the
-    // file gets an empty hold: no lock file means no holder ever took it.
-    std::optional<hold> try_hold(std::string_view machine, bool read_only,
-                                 const detail::opened_file& f, bool create_only = false) {
-      const std::string name = detail::lock_file_name(machine);
-      const std::string key = (f.runtime / name).string();  // for probe_fds
-      int fd = -1;
-      if (!create_only) {
-        std::lock_guard lock(mutex);
-        if (const auto it = probe_fds.find(key); it != probe_fds.end()) {
-          fd = it->second;
-          probe_fds.erase(it);
-        }
-      }
-      if (fd < 0) {
-        auto dir = runtime_dir_fd(f, !read_only);
-        if (!dir) {
-          if (read_only || create_only) return hold(detail::unique_fd());
-          throw_errno("cannot open " + f.runtime.string());
-        }
-        // Open an existing lock file, else create it (O_EXCL: never through a planted link).
-        fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT && !read_only) {
-          fd = ::openat(dir.get(), name.c_str(),
-                        O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f.st.st_mode & 0444);
-          if (fd >= 0) {
-            // Lock files are only ever opened for reading: read bits of mama.xml, no umask.
-            if (::fchown(fd, -1, f.st.st_gid) != 0) {
-            }
-            ::fchmod(fd, f.st.st_mode & 0444);
-          } else if (errno == EEXIST) {
-            fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-          }
-        }
-        if (fd < 0) {
-          if (errno == ENOENT && (read_only || create_only)) return hold(detail::unique_fd());
-          if (errno == ELOOP)
-            throw error(errc::io_error,
-                        "the lock file " + (f.runtime / name).string() +
-                            " is a symbolic link; mama refuses to follow it. Remove it");
-          throw_errno("cannot open the lock file " + (f.runtime / name).string() +
-                      "; check the permissions of " + f.runtime.string());
-        }
-        struct stat st {};
-        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-          ::close(fd);
-          throw error(errc::io_error, "the lock file " + (f.runtime / name).string() +
-                                          " is not a regular file; remove it");
-        }
-      }
-      if (create_only) {
-        ::close(fd);
-        return std::nullopt;
-      }
-      if (detail::flock_retry(fd, LOCK_EX | LOCK_NB) == 0) {
-        // Ours: let the job's child processes inherit it.
-        ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) & ~FD_CLOEXEC);
-        return hold(detail::unique_fd(fd));
-      }
-      const int saved = errno;
-      if (saved != EWOULDBLOCK) {
-        ::close(fd);
-        errno = saved;
-        throw_errno("cannot lock " + (f.runtime / name).string());
-      }
-      std::lock_guard lock(mutex);
-      if (probe_fds.size() < 64 && probe_fds.emplace(key, fd).second) return std::nullopt;
-      ::close(fd);
-      return std::nullopt;
+      detail::recover_journal(dir.get(), lock_fd, read_only, f, io());
     }
   };
 

@@ -1,0 +1,233 @@
+// The mama.xml store's save journal (include/mama/detail/xml/journal.hpp) by itself, without
+// pugixml: its format, the replay-or-discard decision, and recovery after a save killed at each
+// of its steps (real processes, really killed with SIGKILL, real files).
+#include "mama/detail/xml/journal.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "support.hpp"
+
+// This translation unit must not see an XML parser: the journal works on bytes alone.
+#ifdef PUGIXML_VERSION
+#error "journal_test.cpp must not include pugixml"
+#endif
+
+namespace fs = std::filesystem;
+using mama::save_step;
+using mama::detail::journal_content;
+using mama::detail::journal_header;
+using mama::detail::journal_outcome;
+using mama::detail::journal_replays;
+using namespace mama::test;
+
+namespace {
+
+const std::string old_state =
+    "<?xml version=\"1.0\"?>\n<settings>\n  <machine>\n    <name>m1</name>\n"
+    "    <jobuser></jobuser>\n    <jobpid/>\n  </machine>\n</settings>\n";
+const std::string new_state =
+    "<?xml version=\"1.0\"?>\n<settings>\n  <machine>\n    <name>m1</name>\n"
+    "    <jobuser>alice</jobuser>\n    <jobpid>4242</jobpid>\n    <jobdescription>a long "
+    "enough description that the rewrite has two halves</jobdescription>\n  </machine>\n"
+    "</settings>\n";
+
+/// A state file and its runtime directory, both real, in a temporary directory.
+struct Lab {
+  TempDir tmp;
+  fs::path file = tmp / "mama.xml";
+  fs::path runtime = tmp / "mama.xml.d";
+  fs::path journal = runtime / "journal";
+  fs::path journal_tmp = runtime / "journal.tmp";
+  std::string name = file.string();  // save_io keeps a view of it
+
+  explicit Lab(const std::string& content) {
+    write_file(file, content);
+    fs::create_directory(runtime);
+  }
+  mama::detail::opened_file opened() const {
+    mama::detail::opened_file f;
+    REQUIRE(::stat(file.c_str(), &f.st) == 0);
+    f.canonical = file;
+    f.runtime = runtime;
+    return f;
+  }
+  mama::detail::unique_fd open_file(int flags = O_RDWR) const {
+    mama::detail::unique_fd fd(::open(file.c_str(), flags | O_CLOEXEC));
+    REQUIRE(fd);
+    return fd;
+  }
+  mama::detail::unique_fd open_dir() const {
+    mama::detail::unique_fd fd(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    REQUIRE(fd);
+    return fd;
+  }
+  journal_outcome recover(bool read_only = false) const {
+    const auto dir = open_dir();
+    const auto fd = open_file(read_only ? O_RDONLY : O_RDWR);
+    const mama::detail::save_io io{name, false, 1u << 20, nullptr};
+    return mama::detail::recover_journal(dir.get(), fd.get(), read_only, opened(), io);
+  }
+};
+
+/// Runs a journaled save from `old_state` to `new_state` in a child process that kills itself
+/// with SIGKILL at `at`; returns when the child is dead.
+void save_killed_at(const Lab& lab, save_step at) {
+  Child child([&] {
+    const std::function<void(save_step)> hook = [at](save_step s) {
+      if (s == at) ::kill(::getpid(), SIGKILL);
+    };
+    const mama::detail::save_io io{lab.name, false, 1u << 20, &hook};
+    const auto dir = lab.open_dir();
+    const auto fd = lab.open_file();
+    mama::detail::journaled_save(dir.get(), fd.get(), old_state, new_state, lab.opened(), io);
+    return 0;  // not reached: every step is reported
+  });
+  const int status = child.wait();
+  REQUIRE(WIFSIGNALED(status));
+  REQUIRE(WTERMSIG(status) == SIGKILL);
+}
+
+std::string journal_bytes(const std::string& content) { return journal_header(content) + content; }
+
+}  // namespace
+
+TEST_CASE("a journal carries its content, and a damaged one carries nothing") {
+  const std::string whole = journal_bytes(new_state);
+  REQUIRE(journal_content(whole) == std::optional<std::string_view>(new_state));
+  CHECK(journal_header(new_state).starts_with(mama::detail::journal_magic));
+
+  // Cut anywhere: a journal killed while being written.
+  for (std::size_t cut : {std::size_t{0}, std::size_t{5}, journal_header(new_state).size() - 1,
+                          journal_header(new_state).size(), whole.size() / 2, whole.size() - 1}) {
+    INFO("cut at " << cut);
+    CHECK_FALSE(journal_content(whole.substr(0, cut)));
+  }
+  std::string flipped = whole;
+  flipped[flipped.size() - 20] ^= 0x01;  // one bit of the content
+  CHECK_FALSE(journal_content(flipped));
+  std::string magic = whole;
+  magic[0] = 'X';
+  CHECK_FALSE(journal_content(magic));
+  CHECK_FALSE(journal_content("MAMA-JOURNAL 1 " + whole.substr(15)));   // an older format
+  CHECK_FALSE(journal_content(whole + "x"));                            // more than it says
+  CHECK_FALSE(journal_content(journal_header(old_state) + new_state));  // size and sum of another
+}
+
+TEST_CASE("recovery replays only a proper prefix of the journaled content") {
+  CHECK(journal_replays(new_state, new_state.substr(0, new_state.size() / 2)));
+  CHECK(journal_replays(new_state, ""));
+  CHECK_FALSE(journal_replays(new_state, new_state));  // already saved
+  CHECK_FALSE(journal_replays(new_state, old_state));  // the rewrite never started
+  CHECK_FALSE(journal_replays(new_state, new_state + "<!-- newer -->"));
+}
+
+TEST_CASE("a save killed at each step is finished or discarded by recovery") {
+  struct expectation {
+    save_step at;
+    journal_outcome outcome;
+  };
+  // What the header promises for each crash point.
+  const expectation cases[] = {
+      {save_step::journal_written, journal_outcome::none},       // only journal.tmp: never applied
+      {save_step::journal_renamed, journal_outcome::discarded},  // mama.xml still old
+      {save_step::file_truncated, journal_outcome::replayed},
+      {save_step::file_half_written, journal_outcome::replayed},
+      {save_step::file_written, journal_outcome::discarded},  // mama.xml already new
+      {save_step::journal_removed, journal_outcome::none},
+  };
+  for (const auto& c : cases) {
+    INFO("killed at " << mama::to_string(c.at));
+    Lab lab(old_state);
+    save_killed_at(lab, c.at);
+
+    // What a reader sees right after the crash.
+    const std::string torn = read_file(lab.file);
+    const bool rewrite_started =
+        c.at == save_step::file_truncated || c.at == save_step::file_half_written;
+    if (rewrite_started) {
+      CHECK(new_state.starts_with(torn));
+      CHECK(torn.size() < new_state.size());
+      CHECK(torn.find("</settings>") == std::string::npos);  // refused, never misread
+      CHECK(torn.size() > 0);                                // never cut to zero
+    } else if (c.at == save_step::journal_written || c.at == save_step::journal_renamed) {
+      CHECK(torn == old_state);
+    } else {
+      CHECK(torn == new_state);
+    }
+    CHECK(fs::exists(lab.journal_tmp) == (c.at == save_step::journal_written));
+    CHECK(fs::exists(lab.journal) ==
+          (c.at != save_step::journal_written && c.at != save_step::journal_removed));
+
+    CHECK(lab.recover() == c.outcome);
+    const bool saved =
+        rewrite_started || c.at == save_step::file_written || c.at == save_step::journal_removed;
+    CHECK(read_file(lab.file) == (saved ? new_state : old_state));
+    CHECK_FALSE(fs::exists(lab.journal));
+    CHECK(lab.recover() == journal_outcome::none);  // recovery is done once
+
+    // The next save goes through (and clears a leftover journal.tmp).
+    const auto dir = lab.open_dir();
+    const auto fd = lab.open_file();
+    const std::string current = read_file(lab.file);
+    const mama::detail::save_io io{lab.name, true, 1u << 20, nullptr};
+    mama::detail::journaled_save(dir.get(), fd.get(), current, old_state, lab.opened(), io);
+    CHECK(read_file(lab.file) == old_state);
+    CHECK_FALSE(fs::exists(lab.journal));
+    CHECK_FALSE(fs::exists(lab.journal_tmp));
+  }
+}
+
+TEST_CASE("a damaged journal is never applied, even over a torn file") {
+  const std::string torn = new_state.substr(0, new_state.find("<jobuser>") + 4);
+  const std::string whole = journal_bytes(new_state);
+  std::string bad_sum = whole;
+  bad_sum[bad_sum.size() - 3] ^= 0x20;
+  std::string bad_magic = whole;
+  bad_magic.replace(0, 4, "JUNK");
+  const std::string cases[] = {bad_sum, bad_magic, whole.substr(0, whole.size() - 10), "",
+                               new_state};  // content without a header
+  for (const std::string& journal : cases) {
+    INFO("journal: " << journal.substr(0, 40));
+    Lab lab(torn);
+    write_file(lab.journal, journal);
+    CHECK(lab.recover(/*read_only=*/true) == journal_outcome::invalid);
+    CHECK(fs::exists(lab.journal));  // a read-only user removes nothing
+    CHECK(lab.recover() == journal_outcome::invalid);
+    CHECK(read_file(lab.file) == torn);
+    CHECK_FALSE(fs::exists(lab.journal));
+  }
+}
+
+TEST_CASE("a journal older than what the PHP tool wrote since is discarded") {
+  const std::string php_wrote = old_state.substr(0, old_state.size() - 12) + "<x/>\n</settings>\n";
+  Lab lab(php_wrote);
+  write_file(lab.journal, journal_bytes(new_state));
+  CHECK(lab.recover() == journal_outcome::discarded);
+  CHECK(read_file(lab.file) == php_wrote);
+  CHECK_FALSE(fs::exists(lab.journal));
+}
+
+TEST_CASE("a read-only user who finds a half-written file is told, and nothing changes") {
+  const std::string torn = new_state.substr(0, new_state.size() / 2);
+  Lab lab(torn);
+  write_file(lab.journal, journal_bytes(new_state));
+  try {
+    lab.recover(/*read_only=*/true);
+    FAIL("recovery as a read-only user did not refuse the half-written file");
+  } catch (const mama::error& e) {
+    CHECK(e.code() == mama::errc::bad_state_file);
+    CHECK_THAT(e.what(), Catch::Contains("half-written") && Catch::Contains(lab.file.string()));
+  }
+  CHECK(read_file(lab.file) == torn);
+  CHECK(fs::exists(lab.journal));
+  CHECK(lab.recover() == journal_outcome::replayed);
+  CHECK(read_file(lab.file) == new_state);
+}
