@@ -59,11 +59,8 @@ if(MAMA_DPKG_SHLIBDEPS)
 else()
   # What dpkg-shlibdeps gives for the CLI built on Debian 12.
   set(depends "libc6 (>= 2.34), libgcc-s1 (>= 3.0), libpugixml1v5 (>= 1.6), libstdc++6 (>= 11)")
-  if(TARGET mama_cli)
-    get_target_property(cli_libs mama_cli LINK_LIBRARIES)
-    if("PostgreSQL::PostgreSQL" IN_LIST cli_libs)
-      string(APPEND depends ", libpq5 (>= 9.0~)")
-    endif()
+  if(TARGET mama_cli_pg)  # mama-pg, the CLI's PostgreSQL half
+    string(APPEND depends ", libpq5 (>= 9.0~)")
   endif()
   set(CPACK_DEBIAN_CLI_PACKAGE_DEPENDS "${depends}")
 endif()

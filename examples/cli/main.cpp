@@ -9,6 +9,12 @@
 #include <cstring>
 #include <iostream>
 #include <mama/version.hpp>
+#include <string>
+#include <system_error>
+
+#if defined(MAMA_CLI_PG_HELPER)
+#include <unistd.h>
+#endif
 
 #include "cli.hpp"
 
@@ -117,6 +123,26 @@ bool output_written() {
   return false;
 }
 
+#if defined(MAMA_CLI_PG_HELPER)
+// `mama` does not link libpq (most of what a start would load); a postgresql:// state is served by
+// `mama-pg`, the same program built with libpq, installed beside this one. It replaces this
+// process (same PID, arguments, environment, descriptors), so exit statuses and signals are the
+// ones it gives. Returns only when it cannot be executed.
+int exec_pg_helper(char** argv) {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const std::filesystem::path helper =
+      (ec ? std::filesystem::path("/usr/bin") : self.parent_path()) / MAMA_CLI_PG_HELPER;
+  ::execv(helper.c_str(), argv);
+  const int e = errno;
+  std::cerr << "mama: the state is a PostgreSQL URL, which mama serves with " << helper.string()
+            << ", and that cannot be executed (" << std::strerror(e)
+            << "); install it beside mama (it is built with mama when libpq is found), or use a "
+               "mama.xml file (--state FILE)\n";
+  return exit_status::failure;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,6 +211,11 @@ int main(int argc, char** argv) {
           "alpha -- make test`",
           "mama run");
   }
+
+#if defined(MAMA_CLI_PG_HELPER)
+  // Parsed and checked alike by both programs: from here on the database is mama-pg's.
+  if (ctx.state_is_database()) return exec_pg_helper(argv);
+#endif
 
   try {
     // run, wait and clear may have to change the state (claim, clear a stale job): a user who

@@ -556,3 +556,48 @@ TEST_CASE("colour and in-place progress only on a terminal, never colour with NO
   CHECK(w.out.find("\rWaiting for bravo: job 'run nightly-tests aarch64/debian' (PID 23817, "
                    "on host l\x1b[K") != std::string::npos);
 }
+
+// `mama` does not link libpq: a postgresql:// state is served by `mama-pg` beside it, which it
+// execs after parsing (same arguments, environment and process). Here a stand-in mama-pg beside
+// a copy of `mama` shows what it is given; without one, the error names it.
+TEST_CASE("a postgresql:// state runs mama-pg beside mama, with the same arguments", "[cli]") {
+  TempDir dir;
+  const fs::path mama = dir.path() / "mama";
+  fs::copy_file(MAMA_CLI, mama);
+  const bool with_pg = fs::exists(fs::path(MAMA_CLI).parent_path() / "mama-pg");
+  const std::string url = "postgresql://nobody@127.0.0.1:1/lab";
+  const std::vector<std::string> env = mama::test::run_env({});
+
+  const Result missing = mama::test::run_capture({mama.string(), "--state", url, "list"}, env);
+  if (!with_pg) {  // built without libpq: no helper, and mama says so
+    CHECK(missing.status == 2);
+    CHECK(missing.err.find("built without PostgreSQL support") != std::string::npos);
+    return;
+  }
+  CHECK(missing.status == 1);
+  CHECK(missing.err.find((dir.path() / "mama-pg").string()) != std::string::npos);
+  CHECK(missing.err.find("cannot be executed (No such file or directory)") != std::string::npos);
+  CHECK(missing.out.empty());
+
+  write_file(dir.path() / "mama-pg", "#!/bin/sh\necho \"pid=$$ args=$*\"\nexit 42\n");
+  fs::permissions(dir.path() / "mama-pg", fs::perms::owner_all);
+  const Result r = mama::test::run_capture({mama.string(), "--state", url, "list", "--json"}, env);
+  CHECK(r.status == 42);
+  CHECK(r.out.find("args=--state " + url + " list --json\n") != std::string::npos);
+
+  // From MAMA_STATE too; a usage error is mama's own (parsed before the hand-over).
+  const Result from_env = mama::test::run_capture({mama.string(), "info", "alpha"},
+                                                  mama::test::run_env({"MAMA_STATE=" + url}));
+  CHECK(from_env.status == 42);
+  CHECK(from_env.out.find("args=info alpha\n") != std::string::npos);
+  const Result usage = mama::test::run_capture({mama.string(), "--state", url, "lst"}, env);
+  CHECK(usage.status == 2);
+  CHECK(usage.out.empty());
+
+  // A file state never runs it.
+  write_file(dir.path() / "mama.xml", lab({machine("alpha")}));
+  const Result file = mama::test::run_capture(
+      {mama.string(), "--state", (dir.path() / "mama.xml").string(), "list"}, env);
+  CHECK(file.status == 0);
+  CHECK(file.out.find("alpha") != std::string::npos);
+}
