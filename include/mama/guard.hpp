@@ -308,7 +308,9 @@ class StaleJobGuard {
         events.push_back({event_kind::successor_found, *current, {}});
       } else {
         std::optional<typename StateStore::hold> again;
-        if (hold && store_.exact_liveness()) {
+        // Only holds that the job's processes inherit (kernel locks) can outlive the claimer; a
+        // server-kept hold is this process's session, and its waiters' margin would refuse it.
+        if (hold && store_.exact_liveness() && !detail::holds_span_hosts(store_)) {
           hold.reset();  // our own descriptor; job processes may share the lock
           again = tx.try_hold(machine_);
           if (!again) {
