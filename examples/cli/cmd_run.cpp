@@ -101,27 +101,6 @@ std::string default_job_text(const std::vector<std::string>& command) {
   return text;
 }
 
-// Until every guard in use has them (the coordinator's StaleJobGuard::hand_over, lost() and
-// GuardOptions::on_lost): used when present.
-template <class Guard>
-bool hand_over_to(Guard& guard, ProcessIdentity who) {
-  if constexpr (requires { guard.hand_over(who); })
-    return guard.hand_over(who);
-  else
-    return true;
-}
-template <class Options, class F>
-void set_on_lost(Options& options, F&& fn) {
-  if constexpr (requires { options.on_lost = fn; }) options.on_lost = std::forward<F>(fn);
-}
-template <class Guard>
-bool guard_lost(const Guard& guard) {
-  if constexpr (requires { guard.lost(); })
-    return guard.lost();
-  else
-    return false;
-}
-
 // What the hold-lost callback (another thread) tells the waiting loop: an eventfd it writes to,
 // and the reason.
 struct LostSignal {
@@ -140,7 +119,6 @@ struct LostSignal {
   ~LostSignal() { ::close(fd); }
   LostSignal(const LostSignal&) = delete;
   LostSignal& operator=(const LostSignal&) = delete;
-  static bool is_loss(const Event& e) { return to_string(e.kind) == "hold_lost"; }
   void keep_event(const Event& e) {
     std::lock_guard lock(mutex);
     kind = e.kind;
@@ -183,12 +161,12 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   if (!args.timeout.empty()) options.timeout = parse_seconds(args.timeout);
   options.stale_after = ctx.stale_after();
   options.on_event = [&ctx, lost](const Event& e) {
-    if (LostSignal::is_loss(e))
+    if (e.kind == event_kind::hold_lost)
       lost->keep_event(e);  // from the store's thread: reported by the main thread
     else
       ctx.reporter.report(e);
   };
-  set_on_lost(options, [lost](std::string_view why) { lost->raise(why); });
+  options.on_lost = [lost](std::string_view why) { lost->raise(why); };
 
   // While claiming, SIGINT, SIGTERM and SIGHUP end `mama run` at once (default dispositions).
   StaleJobGuard<SystemClock, ProcProbe, Store> guard(store, name, std::move(options), ctx.clock,
@@ -209,7 +187,7 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   JobProcess job(args.command, jo);
   bool handed = false;
   try {
-    handed = hand_over_to(guard, ProcessIdentity{job.pid(), job.start_ticks()});
+    handed = guard.hand_over(ProcessIdentity{job.pid(), job.start_ticks()});
   } catch (...) {
     job.abandon();
     throw;
@@ -221,7 +199,7 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
               << " is no longer this claim's; the command was not run\n";
     return exit_status::failure;
   }
-  if (guard_lost(guard)) {
+  if (guard.lost()) {
     job.abandon();
     jo.on_stop();
     guard.release();
