@@ -10,6 +10,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support.hpp"
@@ -1023,4 +1024,22 @@ TEST_CASE("a process never nests inside its own claim's leftover job processes",
   REQUIRE(second);
   CHECK_FALSE(second->nested());
   CHECK(rig.last(event_kind::stale_detected).reason == "processes of the job ended");
+}
+
+TEST_CASE("a claim from another thread of this process waits instead of nesting",
+          "[guard][nesting][threads]") {
+  Rig rig;
+  auto first = rig.claim(rig.options("thread one"));
+  std::optional<bool> other_got_it;
+  std::thread other([&] {
+    auto g = Guard::try_claim(rig.store, kMachine, rig.options("thread two"), rig.clock, rig.probe);
+    other_got_it = g.has_value();
+  });
+  other.join();
+  REQUIRE(other_got_it);
+  CHECK_FALSE(*other_got_it);
+  CHECK(rig.count(event_kind::nested) == 0);
+  // The same thread still nests (the PHP tool's rule: a process is its own ancestor).
+  auto inner = rig.claim(rig.options("same thread"));
+  CHECK(inner.nested());
 }

@@ -153,6 +153,16 @@ BasicLook<Store> look_at(Context& ctx, Store& store, typename Store::transaction
       when);
 }
 
+/// A transaction for a view (list, info): on stores that offer one (PostgreSQL: begin_read), a
+/// snapshot that locks nothing, so looking at the lab never blocks a claim; else begin().
+template <class Store>
+typename Store::transaction begin_view(Store& store) {
+  if constexpr (requires { store.begin_read(); })
+    return store.begin_read();
+  else
+    return store.begin();
+}
+
 /// look_at on the mama.xml store of the context.
 inline Look look_at(Context& ctx, XmlStateStore::transaction& tx, std::string_view machine,
                     const JobRecord& record, hold_probe when) {

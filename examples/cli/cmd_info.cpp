@@ -74,7 +74,7 @@ struct InfoArgs {
 
 template <class Store>
 int info_on(Context& ctx, Store& store, const InfoArgs& args) {
-  auto tx = store.begin();
+  auto tx = begin_view(store);
   const std::string name = resolve_machine(ctx, tx, args.machine);
   const std::vector<MachineInfo> all = tx.machines();
   std::optional<MachineInfo> machine;

@@ -25,7 +25,7 @@ struct ListArgs {
 
 template <class Store>
 int list_on(Context& ctx, Store& store, const ListArgs& args) {
-  auto tx = store.begin();
+  auto tx = begin_view(store);
   const auto machines = tx.machines();
   // Decide every status inside the one transaction that read the records.
   std::vector<Assessment> verdicts;

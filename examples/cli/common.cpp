@@ -53,7 +53,7 @@ AnyStore& Context::any_store() {
     return *store_;
   }
 #if MAMA_CLI_WITH_PG
-  store_.emplace(std::in_place_type<PgStateStore>, path.native());
+  store_.emplace(std::in_place_type<PgStateStore>, path.native(), pg_options_from_env());
   return *store_;
 #else
   throw error(errc::invalid_argument,

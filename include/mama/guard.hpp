@@ -26,7 +26,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <map>
 #include <set>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -96,7 +98,7 @@ class live_claims {
  public:
   static void add(const std::string& token) {
     std::lock_guard lock(mutex());
-    tokens().insert(token);
+    tokens().insert_or_assign(token, std::this_thread::get_id());
   }
   static void remove(const std::string& token) noexcept {
     std::lock_guard lock(mutex());
@@ -106,14 +108,20 @@ class live_claims {
     std::lock_guard lock(mutex());
     return tokens().count(token) != 0;
   }
+  /// True when a live guard of another thread of this process holds `token`.
+  static bool held_by_other_thread(const std::string& token) {
+    std::lock_guard lock(mutex());
+    const auto it = tokens().find(token);
+    return it != tokens().end() && it->second != std::this_thread::get_id();
+  }
 
  private:
   static std::mutex& mutex() {
     static std::mutex m;
     return m;
   }
-  static std::set<std::string>& tokens() {
-    static std::set<std::string> t;
+  static std::map<std::string, std::thread::id>& tokens() {
+    static std::map<std::string, std::thread::id> t;
     return t;
   }
 };
@@ -188,6 +196,10 @@ Judgement<StateStore> judge(StateStore& store, typename StateStore::transaction&
 }
 
 /// RAII claim of one machine for one job. Move-only. See the top of this header.
+///
+/// Threads: a guard object belongs to one thread at a time. Claims from two threads of one
+/// process exclude each other (the second waits); a claim nests only inside a claim of its own
+/// thread or of an ancestor process.
 ///
 /// Only the process that claimed may release: a guard whose destructor or release() runs in
 /// another process (a fork child leaving the guard's scope, a GoogleTest death test, `exit()`
@@ -443,7 +455,9 @@ class StaleJobGuard {
                         "left by an earlier claim of this process that was not released"};
 
         // Nest only inside a live claim of an ancestor (the PHP tool's is_ancestor rule).
+        // Another thread's live claim in this process is a job beside ours, not an ancestor's.
         if (m != mode::until_free && assessment.busy() && !own_dead &&
+            !detail::live_claims::held_by_other_thread(record.token) &&
             held_by_ancestor(record, host, boot)) {
           hold.reset();
           previous_ = record;

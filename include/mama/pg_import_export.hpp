@@ -85,7 +85,7 @@ inline ImportResult import_xml(XmlStateStore& xml, PgStateStore& pg, ImportOptio
       detail::pg_xml_writer w;
       top.print(w, "", pugi::format_raw);
       extras_sql += (extras_sql.empty() ? "" : ",") + std::string("(") + std::to_string(position) +
-                    ", " + detail::pg_literal(w.out) + ")";
+                    ", " + pg.literal(w.out) + ")";
       ++result.others;
       continue;
     }
@@ -102,14 +102,13 @@ inline ImportResult import_xml(XmlStateStore& xml, PgStateStore& pg, ImportOptio
       const bool placeholder = key == "name" || job_field(key) != nullptr;
       if (auto member = job_field(key); member && (job.*member).empty())
         job.*member = f.text().get();
-      fields_sql += (fields_sql.empty() ? "" : ",\n") + std::string("(") +
-                    detail::pg_literal(name) + ", " + std::to_string(++field_pos) + ", " +
-                    detail::pg_literal(key) + ", " +
-                    (placeholder ? std::string("NULL") : detail::pg_literal(f.text().get())) + ")";
+      fields_sql += (fields_sql.empty() ? "" : ",\n") + std::string("(") + pg.literal(name) + ", " +
+                    std::to_string(++field_pos) + ", " + pg.literal(key) + ", " +
+                    (placeholder ? std::string("NULL") : pg.literal(f.text().get())) + ")";
     }
-    machines_sql += (machines_sql.empty() ? "" : ",\n") + std::string("(") +
-                    detail::pg_literal(name) + ", " + std::to_string(position);
-    for (auto member : job_field_members) machines_sql += ", " + detail::pg_literal(job.*member);
+    machines_sql += (machines_sql.empty() ? "" : ",\n") + std::string("(") + pg.literal(name) +
+                    ", " + std::to_string(position);
+    for (auto member : job_field_members) machines_sql += ", " + pg.literal(job.*member);
     machines_sql += ")";
     ++result.machines;
     if (!job.idle()) ++result.busy;

@@ -4,6 +4,32 @@
 // mama::assess, so the table lives in exactly one place. assess does no I/O of its own: the
 // facts about this host come in an Observation and the process question is asked through a
 // callable, at most once, and only when the table needs it.
+//
+// The table, in order; the first row that matches decides:
+//
+// | # | the record                                                      | verdict | reason shown |
+// |---|-----------------------------------------------------------------|---------|--------------|
+// | 1 | `job` empty                                                     | idle    |              |
+// | 2 | `job_host` set and not this host                                | remote (running, never probed from here) | `on host H, not checked from here` |
+// | 3 | `job_boot_id` set and not this boot                             | stale   | `host rebooted since the job started` |
+// | 4 | no `job_pid`, `job_timestamp` older than stale_after (300 s)    | stale   | `no PID, set N min ago` |
+// | 5 | no `job_pid`, and a timestamp not yet old                       | running | `no PID recorded` |
+// | 6 | `job_pid` <= 0 as PHP 8's `(int)` reads it (`" 12"`, `"+12"`, `"12abc"` read 12) | stale | `invalid PID` |
+// | 7 | no process with that PID, or a zombie                           | stale   | `process not running` |
+// | 8 | `job_start` set and not the start time of that PID              | stale   | `PID reused by another process` |
+// | 9 | otherwise (another user's process included: kill says EPERM)    | running |              |
+//
+// A PID-less record with no usable timestamp (none, not a number, in the future) is stamped by
+// the first claimer that meets it (detail::needs_first_seen_stamp), so rows 4/5 run from then.
+//
+// Records that carry a claim token also have the machine's hold (a kernel lock the job's
+// processes keep for its whole life; a server-kept session lock for PostgreSQL). Two signals
+// then decide, and both must say "gone" before a job is stale: a held hold is running whatever
+// the PID says (the claimer died, its job's children run on); a free hold is stale only when
+// rows 6-8 agree. A free hold with a live holder is running: the lock files were lost, or the
+// file was reached by another path (a hard link). A token record kept without a PID (its job
+// processes outlived their claimer and none could be named) is decided by the hold alone.
+// For server-kept holds (hold_spans_hosts), the hold decides before row 2, for every host.
 #pragma once
 
 #include <algorithm>

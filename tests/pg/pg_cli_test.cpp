@@ -300,11 +300,15 @@ TEST_CASE(
 
   ::kill(sleeper, SIGKILL);
   // The server frees the lock with the command's session: `list` on the other host, which
-  // cannot check PIDs here, sees the job stale from the lock alone (look_at as the guard).
-  REQUIRE(eventually([&] {
-    const Result list = run_mama({"--state", l.db.url, "list"}, {}, other);
-    return list.out.find("crashed job [STALE]") != std::string::npos;
-  }));
+  // cannot check PIDs here, sees the job stale from the lock alone (look_at as the guard) once
+  // the holder's lease is over (its last confirmation + deadline + grace + margin: 17 s by
+  // default, as a cut-off holder may still be ending its job until then).
+  REQUIRE(eventually(
+      [&] {
+        const Result list = run_mama({"--state", l.db.url, "list"}, {}, other);
+        return list.out.find("crashed job [STALE]") != std::string::npos;
+      },
+      std::chrono::seconds(40)));
   CHECK(l.db.record("alpha").job == "crashed job");  // list only reads
   const Result r = run_mama({"--state", l.db.url, "run", "alpha", "--timeout", "30", "--", "sh",
                              "-c", "hostname > " + (l.dir / "ran-on").string()},

@@ -6,14 +6,17 @@
 
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <pugixml.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mama/guard.hpp"
@@ -53,7 +56,7 @@ struct PgLab {
 
   void add_machine(const std::string& name, const JobRecord& job = {},
                    const std::vector<std::pair<std::string, std::string>>& fields = {}) {
-    using mama::detail::pg_literal;
+    const auto pg_literal = [this](std::string_view t) { return store.literal(t); };
     std::string sql =
         "INSERT INTO mama_machine (name, position, job, job_pid, job_timestamp, job_host, "
         "job_boot_id, job_start, job_token) VALUES (" +
@@ -78,7 +81,7 @@ struct PgLab {
     const auto rows = store.exec(
         "SELECT l.pid FROM pg_locks l JOIN mama_machine m ON l.objid::bigint = m.id "
         "WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.classid::bigint = " +
-        std::to_string(options.lock_space) + " AND m.name = " + mama::detail::pg_literal(name));
+        std::to_string(options.lock_space) + " AND m.name = " + store.literal(name));
     return rows.empty() ? 0 : std::stoi(rows[0]);
   }
 
@@ -98,6 +101,12 @@ struct PgLab {
     static int counter = 0;
     mama::PgStoreOptions o;
     o.lock_space = 1000 + static_cast<int>(::getpid() % 100000) * 100 + ++counter;
+    // Short leases, so that takeovers after a lost holder take seconds, not the default 17 s.
+    o.heartbeat_period_ms = 200;
+    o.hold_deadline_ms = 2000;
+    o.kill_grace_ms = 500;
+    o.takeover_margin_ms = 500;
+    o.confirm_timeout_ms = 600;
     return o;
   }
 };
@@ -420,37 +429,463 @@ TEST_CASE("a job's child processes keep the machine busy after the claimer is ki
   CHECK(lab.record("m").token == g.token());
 }
 
-TEST_CASE("a holder whose connection was cut loses the machine and never clobbers its successor",
-          "[pg][fencing]") {
+namespace {
+/// The server-side time (ms) since machine `name`'s holder last confirmed its hold, or -1.
+long long confirmed_age_ms(PgLab& lab, const std::string& name) {
+  const auto rows = lab.store.exec(
+      "SELECT (extract(epoch FROM clock_timestamp() - h.confirmed) * 1000)::bigint FROM mama_hold "
+      "h JOIN mama_machine m ON m.id = h.machine_id WHERE m.name = " +
+      lab.store.literal(name));
+  return rows.empty() ? -1 : std::stoll(rows[0]);
+}
+long long ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
+      .count();
+}
+}  // namespace
+
+TEST_CASE("a holder confirms its hold and keeps it when its session is cut and comes back",
+          "[pg][lease]") {
   PgLab lab;
   lab.add_machine("m");
   mama::FakeProbe probe_a, probe_b;
   probe_a.set_host("host-a");
   probe_b.set_host("host-b");
-  Recorder rec_a, rec_b;
-  mama::GuardOptions oa, ob;
-  oa.on_event = rec_a.handler();
-  ob.on_event = rec_b.handler();
-  ob.timeout = 30s;
-  ob.poll_interval = 100ms;
+  std::atomic<int> lost_calls{0};
+  mama::PgStoreOptions oa = lab.options;
+  oa.on_lost = [&](const std::string&, const std::string&) { ++lost_calls; };
+  PgStateStore store_a(lab.conninfo, oa);
+  mama::GuardOptions go;
+  go.on_event = [](const Event&) {};
+  HostGuard a(store_a, "m", go, {}, probe_a);
 
-  HostGuard a(lab.store, "m", oa, {}, probe_a);
+  // The heartbeat keeps the server-side confirmation fresh: never older than a few periods.
+  for (int i = 0; i < 5; ++i) {
+    ::usleep(300 * 1000);
+    const auto age = confirmed_age_ms(lab, "m");
+    CHECK(age >= 0);
+    CHECK(age < 5 * lab.options.heartbeat_period_ms);
+  }
+
+  // The server ends A's session (a restart, a cut the server noticed): the lock is free for a
+  // moment, but a waiter must not take the machine, and A's heartbeat takes its lock back.
+  const int first = lab.hold_backend("m");
+  REQUIRE(first != 0);
+  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
+  CHECK_FALSE(HostGuard::try_claim(PgStateStore(lab.conninfo, lab.options), "m", go, {}, probe_b));
+  const auto t0 = std::chrono::steady_clock::now();
+  int again = 0;
+  while (ms_since(t0) < 5000) {
+    again = lab.hold_backend("m");
+    if (again != 0 && again != first) break;
+    ::usleep(20 * 1000);
+  }
+  CHECK(again != 0);
+  CHECK(again != first);
+  WARN("lock taken back " << ms_since(t0) << " ms after the server ended the session");
+  ::usleep(static_cast<useconds_t>(lab.options.hold_deadline_ms) * 1000);  // past the deadline
+  CHECK(lost_calls.load() == 0);
+  CHECK(lab.record("m").token == a.token());
+  CHECK_FALSE(HostGuard::try_claim(PgStateStore(lab.conninfo, lab.options), "m", go, {}, probe_b));
+  a.release();
+  CHECK(lab.record("m").idle());
+  CHECK(lab.hold_backend("m") == 0);
+  CHECK(lost_calls.load() == 0);
+}
+
+TEST_CASE("a holder that cannot get its lock back within its deadline reports the loss once",
+          "[pg][lease]") {
+  PgLab lab;
+  lab.add_machine("m");
+  mama::FakeProbe probe;
+  mama::GuardOptions go;
+  go.on_event = [](const Event&) {};
+  std::mutex mu;
+  std::vector<std::string> store_reasons;
+  mama::PgStoreOptions oa = lab.options;
+  oa.on_lost = [&](const std::string& machine, const std::string& reason) {
+    std::lock_guard lock(mu);
+    store_reasons.push_back(machine + ": " + reason);
+  };
+  PgStateStore store_a(lab.conninfo, oa);
+
+  SECTION("someone else keeps the lock: lost at the deadline") {
+    // Here the hold is taken through the transaction, as the guard does, to reach on_lost.
+    auto tx = store_a.begin();
+    auto rec = *tx.find("m");
+    auto h = tx.try_hold("m");
+    REQUIRE(h);
+    rec.job = "j";
+    rec.token = "tok-a";
+    rec.host = "host-a";
+    tx.write("m", rec);
+    tx.commit();
+    std::atomic<int> calls{0};
+    std::string reason;
+    h->on_lost([&](std::string r) {
+      reason = std::move(r);
+      ++calls;
+    });
+    ::usleep(500 * 1000);
+    CHECK_FALSE(h->lost());
+    // Cut: the session ends and, before the holder is back, another session takes the lock.
+    PgStateStore other(lab.conninfo);
+    const auto backend = h->backend_pid();
+    const auto cut = std::chrono::steady_clock::now();
+    other.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
+    auto thief = mama::detail::pg_conn(::PQconnectdb(lab.conninfo.c_str()));
+    mama::detail::pg_result r(
+        ::PQexec(thief.get(), ("SELECT pg_advisory_lock(" + std::to_string(lab.options.lock_space) +
+                               ", (SELECT id::int FROM mama_machine WHERE name = 'm'))")
+                                  .c_str()));
+    REQUIRE(::PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+    while (!h->lost() && ms_since(cut) < 10000) ::usleep(10 * 1000);
+    const auto took = ms_since(cut);
+    CHECK(h->lost());
+    CHECK(calls.load() == 1);
+    CHECK_THAT(reason,
+               Catch::Contains("for " + std::to_string(lab.options.hold_deadline_ms) + " ms"));
+    // The deadline counts from the last confirmation, so the loss comes within it.
+    CHECK(took <= lab.options.hold_deadline_ms + 300);
+    WARN("loss reported " << took << " ms after the cut (deadline " << lab.options.hold_deadline_ms
+                          << " ms)");
+    ::usleep(300 * 1000);
+    CHECK(calls.load() == 1);  // once
+    std::lock_guard lock(mu);
+    REQUIRE(store_reasons.size() == 1);
+    CHECK_THAT(store_reasons[0], Catch::StartsWith("m: "));
+    int late = 0;  // a callback registered after the loss runs at once
+    h->on_lost([&](std::string) { ++late; });
+    CHECK(late == 1);
+  }
+
+  SECTION("the record carries another token when the holder is back: lost at once") {
+    auto tx = store_a.begin();
+    auto rec = *tx.find("m");
+    auto h = tx.try_hold("m");
+    REQUIRE(h);
+    rec.job = "j";
+    rec.token = "tok-a";
+    tx.write("m", rec);
+    tx.commit();
+    ::usleep(300 * 1000);
+    PgStateStore other(lab.conninfo);
+    other.exec("UPDATE mama_machine SET job_token = 'tok-b', job_host = 'host-b' WHERE name = 'm'");
+    const auto t0 = std::chrono::steady_clock::now();
+    other.exec("SELECT pg_terminate_backend(" + std::to_string(h->backend_pid()) + ")");
+    while (!h->lost() && ms_since(t0) < 10000) ::usleep(10 * 1000);
+    CHECK(h->lost());
+    CHECK_THAT(h->lost_reason(), Catch::Contains("claimed by another job"));
+    CHECK(ms_since(t0) < lab.options.hold_deadline_ms);
+    CHECK(lab.record("m").token == "tok-b");  // the loser wrote nothing
+  }
+}
+
+TEST_CASE("a waiter takes a lost holder's machine only after its deadline, grace and margin",
+          "[pg][lease][fencing]") {
+  PgLab lab;
+  lab.add_machine("m");
+  Pipe ready, resumed;
+  // Host A holds the machine in a process of its own; when it is resumed after the takeover,
+  // its heartbeat must find B's token and report the loss, and its release must leave B alone.
+  Child host_a([&]() -> int {
+    std::atomic<bool> lost{false};
+    mama::PgStoreOptions o = lab.options;
+    o.on_lost = [&](const std::string&, const std::string&) { lost = true; };
+    PgStateStore store(lab.conninfo, o);
+    mama::FakeProbe probe;
+    probe.set_host("host-a").set_boot_id("boot-a");
+    Recorder rec;
+    mama::GuardOptions go;
+    go.on_event = rec.handler();
+    HostGuard g(store, "m", go, {}, probe);
+    ready.send('c');
+    // (SIGSTOP arrives here, then SIGCONT.)
+    for (int i = 0; i < 500 && !lost; ++i) ::usleep(10 * 1000);
+    g.release();
+    resumed.send(
+        lost && rec.saw(event_kind::successor_found) && !rec.saw(event_kind::released) ? 'y' : 'n');
+    return 0;
+  });
+  REQUIRE(ready.receive() == 'c');
+  ::usleep(500 * 1000);
+  // A stops (it cannot confirm any more) and the server ends its session: the lock is free.
+  ::kill(host_a.pid(), SIGSTOP);
   const int backend = lab.hold_backend("m");
   REQUIRE(backend != 0);
-  CHECK_FALSE(HostGuard::try_claim(PgStateStore(lab.conninfo, lab.options), "m", ob, {}, probe_b));
-
-  // The network between host A and the server fails: the server ends A's session.
+  const long long age_at_stop = confirmed_age_ms(lab, "m");
   lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
+  const auto t0 = std::chrono::steady_clock::now();
+  while (lab.hold_backend("m") != 0 && ms_since(t0) < 5000) ::usleep(10 * 1000);
+  REQUIRE(lab.hold_backend("m") == 0);
+
+  mama::FakeProbe probe_b;
+  probe_b.set_host("host-b").set_boot_id("boot-b");
+  Recorder rec_b;
+  mama::GuardOptions ob;
+  ob.on_event = rec_b.handler();
+  ob.timeout = 30s;
+  ob.poll_interval = 50ms;
+  // The lock is free, but A may still be ending its job: B waits.
+  CHECK_FALSE(HostGuard::try_claim(PgStateStore(lab.conninfo, lab.options), "m", ob, {}, probe_b));
   HostGuard b(PgStateStore(lab.conninfo, lab.options), "m", ob, {}, probe_b);
+  const long long waited = ms_since(t0);
+  const long long lease =
+      lab.options.hold_deadline_ms + lab.options.kill_grace_ms + lab.options.takeover_margin_ms;
+  // From A's last confirmation to B's claim: at least deadline + grace + margin.
+  CHECK(waited + age_at_stop + 300 >= lease);
+  CHECK(waited < lease + 3000);
+  WARN("B took over " << waited << " ms after the cut (A last confirmed " << age_at_stop
+                      << " ms before; deadline + grace + margin = " << lease << " ms)");
   CHECK(rec_b.saw(event_kind::stale_cleared));
   CHECK(lab.record("m").token == b.token());
 
-  // A still runs and releases: it sees B's token and leaves B's record alone (I4).
-  a.release();
-  CHECK(rec_a.saw(event_kind::successor_found));
-  CHECK_FALSE(rec_a.saw(event_kind::released));
+  ::kill(host_a.pid(), SIGCONT);
+  CHECK(resumed.receive() == 'y');  // A saw the loss and did not clobber B's record (I4)
+  CHECK(host_a.wait() == 0);
   CHECK(lab.record("m").token == b.token());
   CHECK(lab.hold_backend("m") != 0);  // B's hold survives A's release
+}
+
+TEST_CASE("a hold destroyed in a fork child leaves the parent's lock and session alone",
+          "[pg][fork]") {
+  PgLab lab;
+  lab.add_machine("m");
+  // The parent's claim, as the guard makes it: the hold, then the record, committed.
+  auto* h = new std::optional<PgStateStore::hold>();
+  {
+    auto tx = lab.store.begin();
+    auto rec = job_of("parent job", std::to_string(::getpid()));
+    rec.token = "parent-token";
+    REQUIRE(tx.find("m"));
+    *h = tx.try_hold("m");
+    REQUIRE(*h);
+    tx.write("m", rec);
+    tx.commit();
+  }
+  const int backend = lab.hold_backend("m");
+  REQUIRE(backend != 0);
+  CHECK((*h)->backend_pid() == backend);
+  auto* store = new PgStateStore(lab.store);  // a copy: shares the pool with the parent's
+  {
+    auto tx = store->begin_read();  // leaves a pooled session for the child to inherit
+    CHECK(tx.find("m")->token == "parent-token");
+  }
+  auto* open_tx = new PgStateStore::transaction(store->begin());  // open while forking
+  REQUIRE(open_tx->find("m"));
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // As a death test's child does: destroy what was inherited, then exit() (static
+    // destructors, atexit). Nothing of it may reach the parent's sessions.
+    delete open_tx;
+    delete h;
+    { auto tx = store->begin(); }  // a session of the child's own: fine
+    delete store;
+    std::exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // Seen from a second session: the same backend still holds the parent's lock, and the record
+  // is the parent's claim.
+  PgStateStore other(lab.conninfo, lab.options);
+  const auto rows = other.exec(
+      "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+      "AND l.classid::bigint = " +
+      std::to_string(lab.options.lock_space));
+  REQUIRE(rows.size() == 1);
+  CHECK(std::stoi(rows[0]) == backend);
+  // The parent's sessions still work: the open transaction, the pool, the heartbeat.
+  CHECK(open_tx->find("m")->token == "parent-token");
+  delete open_tx;
+  CHECK(lab.record("m").token == "parent-token");
+  { CHECK(store->begin_read().find("m")->token == "parent-token"); }
+  ::usleep(3 * static_cast<useconds_t>(lab.options.heartbeat_period_ms) * 1000);
+  CHECK(confirmed_age_ms(lab, "m") < 5 * lab.options.heartbeat_period_ms);
+  CHECK_FALSE((*h)->lost());
+  delete h;
+  delete store;
+  CHECK(lab.hold_backend("m") == 0);
+}
+
+namespace {
+// True when process `pid` is gone or a zombie (its threads all ended).
+bool dead(pid_t pid) {
+  const std::string stat = mama::test::read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto close = stat.rfind(')');
+  return close == std::string::npos || stat.size() < close + 3 || stat[close + 2] == 'Z' ||
+         stat[close + 2] == 'X';
+}
+}  // namespace
+
+TEST_CASE(
+    "a SIGKILLed claimer's job, tied to it by PR_SET_PDEATHSIG, dies before another host "
+    "may claim",
+    "[pg][lease][hosts]") {
+  PgLab lab;
+  lab.add_machine("m");
+  Pipe ready;
+  // The claimer starts its job as `mama run` must: in its own process group, with
+  // PR_SET_PDEATHSIG(SIGKILL) set in the child (and the parent checked after setting it), from
+  // the claimer's main thread (the signal follows the thread that forked).
+  Child claimer([&]() -> int {
+    PgStateStore store(lab.conninfo, lab.options);
+    mama::GuardOptions o;
+    o.on_event = [](const Event&) {};
+    mama::FakeProbe probe;
+    probe.set_host("host-a");
+    HostGuard g(store, "m", o, {}, probe);
+    const pid_t parent = ::getpid();
+    const pid_t job = ::fork();
+    if (job == 0) {
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(1);
+      ready.send('j');
+      for (;;) ::pause();
+    }
+    for (;;) ::pause();
+  });
+  REQUIRE(ready.receive() == 'j');
+  const std::string kids =
+      mama::test::read_file("/proc/" + std::to_string(claimer.pid()) + "/task/" +
+                            std::to_string(claimer.pid()) + "/children");
+  const pid_t job = std::stoi(kids);
+  REQUIRE_FALSE(dead(job));
+
+  std::atomic<long long> claimed_ms{-1};
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread host_b([&] {
+    mama::FakeProbe probe_b;
+    probe_b.set_host("host-b");
+    mama::GuardOptions o;
+    o.on_event = [](const Event&) {};
+    o.poll_interval = 20ms;
+    o.timeout = 30s;
+    HostGuard g(PgStateStore(lab.conninfo, lab.options), "m", o, {}, probe_b);
+    claimed_ms = ms_since(t0);
+  });
+  claimer.kill_and_reap();
+  long long dead_ms = -1;
+  while (ms_since(t0) < 10000) {
+    if (dead(job)) {
+      dead_ms = ms_since(t0);
+      break;
+    }
+    ::usleep(1000);
+  }
+  host_b.join();
+  CHECK(dead_ms >= 0);
+  CHECK(claimed_ms.load() > dead_ms);
+  CHECK(claimed_ms.load() >= 0);
+  WARN("job dead " << dead_ms << " ms after the claimer's SIGKILL; host B claimed after "
+                   << claimed_ms.load() << " ms");
+}
+
+TEST_CASE("a nested claim by a process of the job does not make the holder's hold lost",
+          "[pg][lease]") {
+  PgLab lab;
+  lab.add_machine("m");
+  using ProcGuard = mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, PgStateStore>;
+  std::atomic<int> lost{0};
+  mama::PgStoreOptions o = lab.options;
+  o.on_lost = [&](const std::string&, const std::string&) { ++lost; };
+  PgStateStore store(lab.conninfo, o);
+  mama::GuardOptions go;
+  go.on_event = [](const Event&) {};
+  go.job = "outer";
+  ProcGuard outer(store, "m", go);
+  Pipe nested, done;
+  // The job runs `mama run m` itself: a child process claims the machine inside the outer claim.
+  Child job([&]() -> int {
+    PgStateStore own(lab.conninfo, lab.options);
+    mama::GuardOptions gi;
+    gi.on_event = [](const Event&) {};
+    gi.job = "inner";
+    ProcGuard inner(own, "m", gi);
+    nested.send(inner.nested() ? 'n' : 'x');
+    done.receive();
+    return 0;
+  });
+  REQUIRE(nested.receive() == 'n');
+  CHECK(lab.record("m").job == "inner");
+  // Heartbeats see the inner token, and so does a reconnection after the session is cut.
+  ::usleep(4 * static_cast<useconds_t>(lab.options.heartbeat_period_ms) * 1000);
+  const int first = lab.hold_backend("m");
+  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
+  ::usleep(static_cast<useconds_t>(lab.options.hold_deadline_ms) * 1000);
+  CHECK(lab.hold_backend("m") != 0);
+  CHECK(lab.hold_backend("m") != first);
+  CHECK(lost.load() == 0);
+  done.send('d');
+  CHECK(job.wait() == 0);
+  CHECK(lab.record("m").token == outer.token());  // the inner release put the outer back
+  ::usleep(3 * static_cast<useconds_t>(lab.options.heartbeat_period_ms) * 1000);
+  CHECK(lost.load() == 0);
+  outer.release();
+  CHECK(lab.record("m").idle());
+}
+
+TEST_CASE("views read one snapshot without locks: they never block a claim", "[pg][read]") {
+  PgLab lab;
+  lab.add_machine("m1", {}, {{"mac", "aa:bb"}});
+  lab.add_machine("m2");
+  // A claim in progress holds m1's row lock: a view still reads at once.
+  auto writer = lab.store.begin();
+  REQUIRE(writer.find("m1"));
+  PgStateStore viewer_store(lab.conninfo, lab.options);
+  std::atomic<bool> done{false};
+  std::vector<mama::MachineInfo> seen;
+  std::thread viewer([&] {
+    auto tx = viewer_store.begin_read();
+    seen = tx.machines();
+    done = true;
+  });
+  for (int i = 0; i < 300 && !done; ++i) ::usleep(10 * 1000);
+  CHECK(done.load());
+  if (!done) {
+    auto release = std::move(writer);  // unblock the viewer before joining
+  }
+  viewer.join();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].name == "m1");
+  CHECK(seen[0].fields.size() == 1);
+
+  // And an open view blocks no claim: m2 is claimed while the view's snapshot is open.
+  auto view = viewer_store.begin_read();
+  CHECK(view.machines().size() == 2);
+  CHECK(view.read_only());
+  mama::GuardOptions go;
+  go.on_event = [](const Event&) {};
+  mama::FakeProbe probe;
+  auto claimed = HostGuard::try_claim(PgStateStore(lab.conninfo, lab.options), "m2", go, {}, probe);
+  CHECK(claimed);
+  // The view keeps its snapshot (REPEATABLE READ): m2 still idle there.
+  CHECK(view.find("m2")->idle());
+  CHECK_THROWS_AS(view.write("m2", job_of("x")), mama::error);
+}
+
+TEST_CASE("SQL text is quoted by libpq whatever standard_conforming_strings says", "[pg]") {
+  PgLab lab;
+  lab.add_machine("m");
+  for (const char* scs : {"on", "off"}) {
+    std::string conninfo = lab.conninfo;  // ... options='-csearch_path=<lab>'
+    conninfo.insert(conninfo.rfind('\''), std::string(" -cstandard_conforming_strings=") + scs);
+    PgStateStore store(conninfo, lab.options);
+    CHECK(store.exec("SHOW standard_conforming_strings")[0] == scs);
+    JobRecord r = job_of(R"(it's a \'job\' with \\ and \x41 and '' quotes)", "12");
+    r.token = "t\\";
+    {
+      auto tx = store.begin();
+      REQUIRE(tx.find("m"));
+      tx.write("m", r);
+      tx.commit();
+    }
+    CHECK(lab.record("m") == r);
+    CHECK(store.exec("SELECT " + store.literal(r.job))[0] == r.job);
+  }
 }
 
 TEST_CASE("claims from several processes never overlap on the PostgreSQL store", "[pg][hosts]") {

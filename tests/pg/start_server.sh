@@ -9,6 +9,9 @@
 # The data is not kept under DIR because the server's user must reach it, and DIR (a build
 # tree, say under /root) may not be reachable for anyone but its owner.
 #
+# MAMA_PG_HOST: the address to listen on (default 127.0.0.1; netfault.sh gives a veth address
+# inside a network namespace).
+#
 # MAMA_PG_FSYNC=on makes the server flush its WAL to disk (default off: the tests need no
 # durability; bench/run_pg.sh turns it on to measure durable commits).
 #
@@ -50,6 +53,7 @@ if [ "${1:-}" = --stop ]; then
 fi
 
 dir=$1
+host=${MAMA_PG_HOST:-127.0.0.1}
 stop_server "$dir"  # a previous run that was killed may have left a server behind
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -60,18 +64,23 @@ chmod 700 "$base"
 
 as_user "$PG_BIN/initdb" -D "$base/data" -U mama --auth=trust -E UTF8 --no-locale --no-sync >"$base/initdb.log" 2>&1 ||
   { cat "$base/initdb.log" >&2; exit 1; }
+# initdb's trust entries cover loopback only: on another address, trust the hosts of its subnet
+# (netfault.sh: the private /30 between its two network namespaces).
+if [ "$host" != 127.0.0.1 ]; then
+  echo "host all all samenet trust" | as_user tee -a "$base/data/pg_hba.conf" >/dev/null
+fi
 
 # A free port: ask the kernel for one, then retry if another process took it meanwhile.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+  python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$host" 2>/dev/null ||
     echo $((20000 + $$ % 20000))
 }
 for attempt in 1 2 3 4 5; do
   port=$(free_port)
   if as_user "$PG_BIN/pg_ctl" -D "$base/data" -l "$base/server.log" -w -t 60 \
-       -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c fsync=${MAMA_PG_FSYNC:-off} -c max_connections=200" start >/dev/null; then
-    as_user "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U mama mama
-    echo "host=127.0.0.1 port=$port user=mama dbname=mama" >"$dir/conninfo"
+       -o "-c listen_addresses=$host -p $port -c unix_socket_directories='' -c fsync=${MAMA_PG_FSYNC:-off} -c max_connections=200" start >/dev/null; then
+    as_user "$PG_BIN/createdb" -h "$host" -p "$port" -U mama mama
+    echo "host=$host port=$port user=mama dbname=mama" >"$dir/conninfo"
     chmod 644 "$dir/conninfo"
     cat "$dir/conninfo"
     exit 0
