@@ -68,7 +68,6 @@ struct LostSignal {
   ~LostSignal() { ::close(fd); }
   LostSignal(const LostSignal&) = delete;
   LostSignal& operator=(const LostSignal&) = delete;
-  static bool is_loss(const Event& e) { return to_string(e.kind) == "hold_lost"; }
   void keep_event(const Event& e) {
     std::lock_guard lock(mutex);
     kind = e.kind;
@@ -111,7 +110,7 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   if (!args.timeout.empty()) options.timeout = parse_seconds(args.timeout);
   options.stale_after = ctx.stale_after();
   options.on_event = [&ctx, lost](const Event& e) {
-    if (LostSignal::is_loss(e))
+    if (e.kind == event_kind::hold_lost)
       lost->keep_event(e);  // from the store's thread: reported by the main thread
     else
       ctx.reporter.report(e);

@@ -112,6 +112,7 @@ void Reporter::report(const Event& e) {
     case event_kind::stale_detected:
     case event_kind::successor_found:
     case event_kind::release_failed:
+    case event_kind::leftover_holders:  // the machine stays busy until PID N ends
       end_line();
       default_event_handler(e, std::cerr);
       break;
@@ -120,11 +121,6 @@ void Reporter::report(const Event& e) {
       end_line();
       break;
     default:
-      // On release, processes of the job still hold the machine: say who, and that it stays busy.
-      if (to_string(e.kind) == "leftover_holders") {
-        end_line();
-        default_event_handler(e, std::cerr);
-      }
       break;
   }
   for (const auto& listener : listeners_) {

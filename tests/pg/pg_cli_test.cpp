@@ -256,7 +256,7 @@ TEST_CASE("run claims the machine through the database and releases it", "[pg][c
   // The claim is in the database, with this host and a token, and the server holds its lock.
   const mama::JobRecord claimed = l.db.record("alpha");
   CHECK(claimed.job == "pg job");
-  CHECK(claimed.pid == std::to_string(run.pid()));
+  CHECK(mama::detail::read_proc_stat(std::stoi(claimed.pid))->ppid == run.pid());  // the command
   CHECK(claimed.host == host_name());
   CHECK(claimed.token.size() == 32);
   CHECK(l.db.holds() == 1);
@@ -315,7 +315,7 @@ TEST_CASE(
                             {}, other);
   INFO(r.err);
   CHECK(r.status == 0);
-  CHECK(r.err.find("Detected stale job: crashed job (PID: " + std::to_string(holder.pid())) !=
+  CHECK(r.err.find("Detected stale job: crashed job (PID: " + std::to_string(sleeper)) !=
         std::string::npos);
   if (!other.empty()) CHECK(read_file(l.dir / "ran-on") == "lab-host-2\n");
   CHECK(l.db.record("alpha").idle());
