@@ -30,7 +30,7 @@
 
 namespace mama::cli {
 
-/// Exit statuses of `mama` (stable, documented in docs/sections/cli.md).
+/// Exit statuses of `mama` (stable, documented in examples/cli/README.md, "Exit statuses").
 namespace exit_status {
 inline constexpr int ok = 0;
 inline constexpr int failure = 1;          ///< I/O or system error (permissions, disk, ...)

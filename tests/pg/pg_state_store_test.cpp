@@ -381,7 +381,7 @@ TEST_CASE("a holder on one host killed with SIGKILL frees the machine for the ot
   CHECK(lab.record("m").host == "host-a");
 
   host_a.kill_and_reap();
-  o.timeout = 30s;  // generous bound; the measured time is in docs/sections/postgresql.md
+  o.timeout = 30s;  // generous bound; the measured time is in include/mama/README.md, "How fast a claim is"
   const auto t0 = std::chrono::steady_clock::now();
   HostGuard g(lab.store, "m", o, {}, probe_b);
   const auto took = std::chrono::steady_clock::now() - t0;
