@@ -361,8 +361,11 @@ class PgStateStore {
       std::lock_guard lock(state_->mutex);
       if (state_->conn) {
         const std::string space = std::to_string(state_->shared->options.lock_space);
-        std::string sql =
-            "SELECT pg_advisory_unlock(" + space + ", " + std::to_string(state_->id) + ")";
+        const std::string id = std::to_string(state_->id);
+        // Released by its owner, not lost: the claim is over, so no waiter need wait out its
+        // lease (and the guard's own look for leftover holders right after gets the lock).
+        std::string sql = "DELETE FROM mama_hold WHERE machine_id = " + id +
+                          "; SELECT pg_advisory_unlock(" + space + ", " + id + ")";
         try {
           sql += "; SELECT pg_notify('mama_state', " +
                  detail::pg_quote(state_->conn.get(), state_->machine) + ")";

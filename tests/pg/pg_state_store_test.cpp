@@ -581,6 +581,49 @@ TEST_CASE("a holder that cannot get its lock back within its deadline reports th
   }
 }
 
+TEST_CASE("the guard hears its PostgreSQL hold's loss: on_lost, lost() and hold_lost",
+          "[pg][lease][guard]") {
+  PgLab lab;
+  lab.add_machine("m");
+  mama::FakeProbe probe;
+  probe.set_host("host-a");
+  Recorder rec;
+  std::atomic<int> calls{0};
+  mama::GuardOptions go;
+  go.on_event = rec.handler();
+  go.on_lost = [&](std::string_view) { ++calls; };
+  PgStateStore store(lab.conninfo, lab.options);
+  HostGuard g(store, "m", go, {}, probe);
+  CHECK_FALSE(g.lost());
+  // Cut: the server ends the session and another session keeps the lock from the holder.
+  const int backend = lab.hold_backend("m");
+  REQUIRE(backend != 0);
+  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
+  auto thief = mama::detail::pg_conn(::PQconnectdb(lab.conninfo.c_str()));
+  mama::detail::pg_result r(
+      ::PQexec(thief.get(), ("SELECT pg_advisory_lock(" + std::to_string(lab.options.lock_space) +
+                             ", (SELECT id::int FROM mama_machine WHERE name = 'm'))")
+                                .c_str()));
+  REQUIRE(::PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  const auto t0 = std::chrono::steady_clock::now();
+  // (on_lost comes last, after lost() and the hold_lost event.)
+  while (calls.load() == 0 && ms_since(t0) < 10000) ::usleep(10 * 1000);
+  CHECK(g.lost());
+  CHECK(calls.load() == 1);
+  thief.reset();  // the lock is free again; the record is still the lost claim's
+  g.release();    // the loser's release keeps to the lease too: the record may stay
+  CHECK(rec.saw(event_kind::hold_lost));
+  // Another host gets the machine once the lease is over.
+  mama::FakeProbe probe_b;
+  probe_b.set_host("host-b");
+  mama::GuardOptions ob;
+  ob.on_event = [](const Event&) {};
+  ob.poll_interval = 50ms;
+  ob.timeout = 15s;
+  HostGuard b(PgStateStore(lab.conninfo, lab.options), "m", ob, {}, probe_b);
+  CHECK(lab.record("m").token == b.token());
+}
+
 TEST_CASE("a waiter takes a lost holder's machine only after its deadline, grace and margin",
           "[pg][lease][fencing]") {
   PgLab lab;
