@@ -17,7 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -124,6 +126,12 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
 
   JobProcess::Options jo;
   if (!args.kill_grace.empty()) jo.kill_grace = parse_seconds(args.kill_grace);
+  // A server-kept hold promises waiters that a lost holder's job has ended within its kill
+  // grace (written with the claim): TERM-to-KILL must fit inside it, with room for the KILL.
+  if constexpr (requires { store.options().kill_grace_ms; }) {
+    const auto promised = std::chrono::milliseconds(store.options().kill_grace_ms * 3 / 4);
+    jo.kill_grace = std::min<std::chrono::nanoseconds>(jo.kill_grace, promised);
+  }
   // A hold kept by a server for our session ends when we die: the command must not outlive it.
   // The mama.xml hold is a lock the command inherits: it keeps the machine busy on its own.
   jo.die_with_parent = !std::is_same_v<Store, XmlStateStore>;
