@@ -111,6 +111,16 @@ class RunClaim {
   bool acquire(const HarnessSettings& settings) {
     if (guard_) return false;
     try {
+      // The runner integrations work on mama.xml. A PostgreSQL lab runs the suite under
+      // `mama run` (CTest: mama_add_test), which ends the run if its hold is lost (issue 13):
+      // a test binary must not hold a server lease that nothing watches.
+      if (settings.state.string().starts_with("postgresql://") ||
+          settings.state.string().starts_with("postgres://"))
+        throw error(errc::invalid_argument,
+                    "MAMA_STATE names a PostgreSQL lab; the test-runner integrations claim on "
+                    "mama.xml only. Run the suite under `mama run " +
+                        detail::escape_control(settings.machine) +
+                        " -- <suite>` (CTest: mama_add_test), which stops it if the hold is lost");
       XmlStateStore store(settings.state);
       GuardOptions options;
       options.job = settings.job;
