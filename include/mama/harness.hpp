@@ -107,14 +107,9 @@ class RunClaim {
       if (settings.timeout) options.timeout = *settings.timeout;
       guard_.emplace(std::move(store), settings.machine, std::move(options));
     } catch (const error& e) {
-      // std::system_error appends ": <code message>" to what(); the new error appends it again.
-      std::string inner = e.what();
-      const std::string suffix = ": " + e.code().message();
-      if (inner.size() > suffix.size() && inner.ends_with(suffix))
-        inner.resize(inner.size() - suffix.size());
-      throw error(e.code(), "mama: cannot claim machine '" +
-                                detail::escape_control(settings.machine) + "' in " +
-                                settings.state.string() + " for this run (MAMA_MACHINE): " + inner);
+      throw e.with_prefix("mama: cannot claim machine '" +
+                          detail::escape_control(settings.machine) + "' in " +
+                          settings.state.string() + " for this run (MAMA_MACHINE): ");
     }
     settings_ = settings;
     return true;
