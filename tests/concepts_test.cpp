@@ -205,18 +205,36 @@ static_assert(!mama::state_store<Store<HoldNotMovable>>);
 static_assert(!mama::state_store<Store<NoExactLiveness>>);
 static_assert(!mama::state_store<StoreNotCopyable>);
 
-// The guard composes any conforming policies (instantiating the class is enough to check).
-static_assert(sizeof(mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>) > 0);
 static_assert(
     std::is_same_v<mama::JobGuard,
                    mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, mama::XmlStateStore>>);
 
 }  // namespace
 
+// The guard composes any conforming policies: an explicit instantiation compiles every member
+// (claim, release, hand_over, wait_until_free, ...), which sizeof would not.
+template class mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, mama::MemoryStateStore>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::FakeProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::FakeProbe, mama::MemoryStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::ProcProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::ProcProbe, mama::MemoryStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::FakeProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::FakeProbe, mama::MemoryStateStore>;
+
 TEST_CASE("policy concepts accept the shipped models and reject broken types", "[concepts]") {
-  // The static_asserts above are the test; this checks the minimal types really work together.
-  mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>* none = nullptr;
-  CHECK(none == nullptr);
+  // The static_asserts above are the test; this runs a claim on the minimal types: the skeleton
+  // store knows no machine, so the claim reaches its lookup and says so.
+  using Minimal = mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>;
+  try {
+    Minimal guard(Store<Ok>{}, "m", {.job = "j"});
+    FAIL("a claim on a store without machines succeeded");
+  } catch (const mama::error& e) {
+    CHECK(e.code() == mama::errc::unknown_machine);
+    CHECK(std::string(e.what()) ==
+          "machine 'm' not found in skeleton; check the name with `mama list`");
+  }
   CHECK(mama::state_store<Store<Ok>>);
   CHECK_FALSE(mama::state_store<StoreWithoutCommit>);
 }
