@@ -187,6 +187,17 @@ struct StoreWithoutCommit {
   watcher watch(std::string_view) { return {}; }
 };
 
+// A store that only records: begin, find, write, commit, describe.
+struct RecordingStore {
+  struct transaction {
+    std::optional<mama::JobRecord> find(std::string_view) const { return {}; }
+    void write(std::string_view, const mama::JobRecord&) {}
+    void commit() {}
+  };
+  transaction begin() { return {}; }
+  std::string describe() const { return "recording"; }
+};
+
 // A store that cannot be copied: the guard holds its store by value and tests keep a copy.
 struct StoreNotCopyable : Store<Ok> {
   StoreNotCopyable() = default;
@@ -200,9 +211,23 @@ static_assert(mama::state_store<Store<Ok>>);
 static_assert(!mama::state_store<StoreWithoutCommit>);
 static_assert(!mama::state_store<Store<CommitReturnsBool>>);
 static_assert(!mama::state_store<Store<FindReturnsRecord>>);
-static_assert(!mama::state_store<Store<NoWatch>>);
-static_assert(!mama::state_store<Store<HoldNotMovable>>);
-static_assert(!mama::state_store<Store<NoExactLiveness>>);
+static_assert(mama::holding_state_store<Store<Ok>>);
+static_assert(mama::watchable_state_store<Store<Ok>>);
+static_assert(mama::listing_state_store<Store<Ok>>);
+static_assert(mama::holding_state_store<mama::MemoryStateStore>);
+static_assert(mama::watchable_state_store<mama::XmlStateStore>);
+static_assert(mama::listing_state_store<mama::XmlStateStore>);
+// Each refinement misses exactly what it adds; the core is still there.
+static_assert(mama::state_store<Store<NoWatch>> && !mama::watchable_state_store<Store<NoWatch>>);
+static_assert(mama::state_store<Store<HoldNotMovable>> &&
+              !mama::holding_state_store<Store<HoldNotMovable>>);
+static_assert(mama::state_store<Store<NoExactLiveness>> &&
+              !mama::holding_state_store<Store<NoExactLiveness>>);
+// A store that only records: the core, and no refinement.
+static_assert(mama::state_store<RecordingStore>);
+static_assert(!mama::holding_state_store<RecordingStore>);
+static_assert(!mama::watchable_state_store<RecordingStore>);
+static_assert(!mama::listing_state_store<RecordingStore>);
 static_assert(!mama::state_store<StoreNotCopyable>);
 
 static_assert(
