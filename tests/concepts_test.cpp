@@ -187,6 +187,17 @@ struct StoreWithoutCommit {
   watcher watch(std::string_view) { return {}; }
 };
 
+// A store that only records: begin, find, write, commit, describe.
+struct RecordingStore {
+  struct transaction {
+    std::optional<mama::JobRecord> find(std::string_view) const { return {}; }
+    void write(std::string_view, const mama::JobRecord&) {}
+    void commit() {}
+  };
+  transaction begin() { return {}; }
+  std::string describe() const { return "recording"; }
+};
+
 // A store that cannot be copied: the guard holds its store by value and tests keep a copy.
 struct StoreNotCopyable : Store<Ok> {
   StoreNotCopyable() = default;
@@ -200,23 +211,55 @@ static_assert(mama::state_store<Store<Ok>>);
 static_assert(!mama::state_store<StoreWithoutCommit>);
 static_assert(!mama::state_store<Store<CommitReturnsBool>>);
 static_assert(!mama::state_store<Store<FindReturnsRecord>>);
-static_assert(!mama::state_store<Store<NoWatch>>);
-static_assert(!mama::state_store<Store<HoldNotMovable>>);
-static_assert(!mama::state_store<Store<NoExactLiveness>>);
+static_assert(mama::holding_state_store<Store<Ok>>);
+static_assert(mama::watchable_state_store<Store<Ok>>);
+static_assert(mama::listing_state_store<Store<Ok>>);
+static_assert(mama::holding_state_store<mama::MemoryStateStore>);
+static_assert(mama::watchable_state_store<mama::XmlStateStore>);
+static_assert(mama::listing_state_store<mama::XmlStateStore>);
+// Each refinement misses exactly what it adds; the core is still there.
+static_assert(mama::state_store<Store<NoWatch>> && !mama::watchable_state_store<Store<NoWatch>>);
+static_assert(mama::state_store<Store<HoldNotMovable>> &&
+              !mama::holding_state_store<Store<HoldNotMovable>>);
+static_assert(mama::state_store<Store<NoExactLiveness>> &&
+              !mama::holding_state_store<Store<NoExactLiveness>>);
+// A store that only records: the core, and no refinement.
+static_assert(mama::state_store<RecordingStore>);
+static_assert(!mama::holding_state_store<RecordingStore>);
+static_assert(!mama::watchable_state_store<RecordingStore>);
+static_assert(!mama::listing_state_store<RecordingStore>);
 static_assert(!mama::state_store<StoreNotCopyable>);
 
-// The guard composes any conforming policies (instantiating the class is enough to check).
-static_assert(sizeof(mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>) > 0);
 static_assert(
     std::is_same_v<mama::JobGuard,
                    mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, mama::XmlStateStore>>);
 
 }  // namespace
 
+// The guard composes any conforming policies: an explicit instantiation compiles every member
+// (claim, release, hand_over, wait_until_free, ...), which sizeof would not.
+template class mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, mama::MemoryStateStore>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::FakeProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::SystemClock, mama::FakeProbe, mama::MemoryStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::ProcProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::ProcProbe, mama::MemoryStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::FakeProbe, mama::XmlStateStore>;
+template class mama::StaleJobGuard<mama::ManualClock, mama::FakeProbe, mama::MemoryStateStore>;
+
 TEST_CASE("policy concepts accept the shipped models and reject broken types", "[concepts]") {
-  // The static_asserts above are the test; this checks the minimal types really work together.
-  mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>* none = nullptr;
-  CHECK(none == nullptr);
+  // The static_asserts above are the test; this runs a claim on the minimal types: the skeleton
+  // store knows no machine, so the claim reaches its lookup and says so.
+  using Minimal = mama::StaleJobGuard<MinimalClock, MinimalProbe, Store<Ok>>;
+  try {
+    Minimal guard(Store<Ok>{}, "m", {.job = "j"});
+    FAIL("a claim on a store without machines succeeded");
+  } catch (const mama::error& e) {
+    CHECK(e.code() == mama::errc::unknown_machine);
+    CHECK(std::string(e.what()) ==
+          "machine 'm' not found in skeleton; check the name with `mama list`");
+  }
   CHECK(mama::state_store<Store<Ok>>);
   CHECK_FALSE(mama::state_store<StoreWithoutCommit>);
 }

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <mama/guard.hpp>
+#include <mama/lookup.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,8 +79,8 @@ class Context {
   Reporter reporter;                    ///< every event goes here
   AuditSettings audit;                  ///< audit log and --on-stale hook (audit.hpp)
 
-  /// --state, else $MAMA_STATE, else $MAMA_PATH/mama.xml ($MAMA_PATH defaults to /usr/share/mama):
-  /// a file, or a postgresql:// URL (see is_database_url).
+  /// --state, else $MAMA_STATE, else $MAMA_PATH/mama.xml (mama::default_state_path): a file, or
+  /// a postgresql:// URL (see is_database_url).
   std::filesystem::path state_path() const;
   /// Whether state_path() is a PostgreSQL URL.
   bool state_is_database() const { return is_database_url(state_path().native()); }
@@ -169,10 +170,6 @@ inline Look look_at(Context& ctx, XmlStateStore::transaction& tx, std::string_vi
   return look_at(ctx, ctx.store(), tx, machine, record, when);
 }
 
-/// The machine whose MAC is `mac` (any letter case), if any.
-std::optional<std::string> machine_by_mac(const std::vector<MachineInfo>& machines,
-                                          std::string_view mac);
-
 /// Throws mama::error(unknown_machine) for `arg`, naming the state.
 [[noreturn]] void throw_unknown_machine(Context& ctx, std::string_view arg);
 
@@ -180,8 +177,7 @@ std::optional<std::string> machine_by_mac(const std::vector<MachineInfo>& machin
 /// Throws mama::error(unknown_machine) naming the file or database.
 template <class Transaction>
 std::string resolve_machine(Context& ctx, const Transaction& tx, std::string_view arg) {
-  if (tx.find(arg)) return std::string(arg);
-  if (auto name = machine_by_mac(tx.machines(), arg)) return *name;
+  if (auto name = find_machine(tx, arg)) return *name;
   throw_unknown_machine(ctx, arg);
 }
 

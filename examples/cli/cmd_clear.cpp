@@ -1,6 +1,7 @@
 // examples/cli/cmd_clear.cpp — `mama clear <machine>|all [--force]`: clear stale jobs (and, on
 // request, live ones). Deciding and clearing happen in one transaction, after re-reading.
 #include <iostream>
+#include <mama/clear.hpp>
 #include <map>
 
 #include "cli.hpp"
@@ -21,50 +22,25 @@ std::string job_text(const JobRecord& r, std::string_view reason) {
   return text + ")";
 }
 
-enum class outcome { idle, cleared, left };
-
-// What clear_one decided for one machine; printed and reported only after the commit.
-struct Decision {
-  outcome what = outcome::idle;
-  std::string name;
-  JobRecord record;
-  Assessment assessment;
-  bool forced = false;
-};
-
-// Decides and (maybe) clears one machine inside `tx`.
+// Decides one machine inside `tx` (mama::decide_clear, the library's judge-and-clear step).
 template <class Store>
-Decision clear_one(Context& ctx, Store& store, typename Store::transaction& tx,
-                   const std::string& name, bool force) {
-  Decision d;
-  d.name = name;
-  const auto record = tx.find(name);
-  if (!record || record->idle()) return d;
-  d.record = *record;
-  d.assessment = look_at(ctx, store, tx, name, *record, hold_probe::token_records).assessment;
-  const verdict v = d.assessment.verdict;
-  if (v == verdict::idle) return d;
-  if (v == verdict::stale || force) {
-    tx.write(name, JobRecord{});
-    d.what = outcome::cleared;
-    d.forced = v != verdict::stale;
-    return d;
-  }
-  d.what = outcome::left;
-  return d;
+ClearDecision clear_one(Context& ctx, Store& store, typename Store::transaction& tx,
+                        const std::string& name, bool force) {
+  return decide_clear(
+      store, tx, name, ctx.here(),
+      [&ctx](int pid, std::optional<std::uint64_t> start) { return ctx.probe.check(pid, start); },
+      force);
 }
 
 // After the commit: says what was cleared and reports it.
-void tell_cleared(Context& ctx, const Decision& d) {
-  if (d.forced) {
-    std::cout << "Cleared running job on " << esc(d.name)
+void tell_cleared(Context& ctx, const ClearDecision& d) {
+  if (d.forced)
+    std::cout << "Cleared running job on " << esc(d.machine)
               << " (--force): " << job_text(d.record, d.assessment.reason) << '\n';
-    ctx.emit(event_kind::forced_clear, d.name, d.record, d.assessment.reason);
-  } else {
-    std::cout << "Cleared stale job on " << esc(d.name) << ": "
+  else
+    std::cout << "Cleared stale job on " << esc(d.machine) << ": "
               << job_text(d.record, d.assessment.reason) << '\n';
-    ctx.emit(event_kind::stale_cleared, d.name, d.record, d.assessment.reason);
-  }
+  report_clear(d, ctx.describe_state(), ctx.handler());
 }
 
 template <class Store>
@@ -72,14 +48,14 @@ int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
   auto tx = store.begin();
   if (args.machine != "all" || tx.find("all")) {
     const std::string name = resolve_machine(ctx, tx, args.machine);
-    const Decision d = clear_one(ctx, store, tx, name, args.force);
-    if (d.what == outcome::cleared) {
+    const ClearDecision d = clear_one(ctx, store, tx, name, args.force);
+    if (d.what == clear_outcome::cleared) {
       tx.commit();
       { auto done = std::move(tx); }
       tell_cleared(ctx, d);
       return exit_status::ok;
     }
-    if (d.what == outcome::idle) {
+    if (d.what == clear_outcome::idle) {
       std::cout << esc(name) << " has no job; nothing to clear\n";
       return exit_status::ok;
     }
@@ -94,7 +70,7 @@ int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
   }
 
   // `all`: every machine, in one critical section.
-  std::vector<Decision> decisions;
+  std::vector<ClearDecision> decisions;
   const auto machines = tx.machines();
   std::map<std::string_view, int> uses;  // a name used twice is refused by the store: skip it
   for (const auto& m : machines) ++uses[m.name];
@@ -114,12 +90,12 @@ int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
   int cleared = 0;
   int left = 0;
   for (const auto& d : decisions) {
-    if (d.what == outcome::cleared) {
+    if (d.what == clear_outcome::cleared) {
       ++cleared;
       tell_cleared(ctx, d);
-    } else if (d.what == outcome::left) {
+    } else if (d.what == clear_outcome::left) {
       ++left;
-      std::cout << "Left running job on " << esc(d.name) << ": "
+      std::cout << "Left running job on " << esc(d.machine) << ": "
                 << job_text(d.record, d.assessment.reason) << '\n';
     }
   }

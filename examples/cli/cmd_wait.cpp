@@ -1,9 +1,9 @@
 // examples/cli/cmd_wait.cpp — `mama wait <machine> [--timeout SEC]`: wait until a machine is free,
 // clearing stale jobs, without claiming it (the file is not written while the machine is idle).
 //
-// The loop is StaleJobGuard::claim without the claim: each look is one transaction that decides
-// with look_at (mama::assess) and clears a stale job in the same critical section; between
-// looks it sleeps on the store's wake source (the holder's release or death wakes it at once).
+// The loop is the library's: StaleJobGuard::wait_until_free, the claim loop without the claim
+// (each look one transaction that judges and clears a stale job in the same critical section;
+// between looks it sleeps on the store's wake source). Its events reach the reporter.
 #include <iostream>
 
 #include "cli.hpp"
@@ -19,64 +19,20 @@ struct WaitArgs {
 
 template <class Store>
 int wait_on(Context& ctx, Store& store, const WaitArgs& args) {
-  using namespace std::chrono_literals;
-  std::optional<std::chrono::nanoseconds> timeout;
-  if (!args.timeout.empty()) timeout = parse_seconds(args.timeout);
-  const std::chrono::nanoseconds poll = 1s;
-  const auto started = ctx.clock.steady_now();
-  std::string name;
-  std::optional<typename Store::watcher> watcher;
-
-  for (;;) {
+  const std::string name = [&] {
     auto tx = store.begin();
-    if (name.empty()) name = resolve_machine(ctx, tx, args.machine);
-    const auto found = tx.find(name);
-    if (!found)
-      throw error(errc::unknown_machine, "machine '" + esc(name) + "' was removed from " +
-                                             store.describe() + " while waiting for it");
-    const JobRecord record = *found;
-    auto look = look_at(ctx, store, tx, name, record, hold_probe::always);
-    const Assessment& a = look.assessment;
-    std::string reason;
-    if (a.verdict == verdict::invalid) {
-      throw error(errc::bad_record,
-                  "machine '" + esc(name) + "' in " + store.describe() + ": " + esc(a.reason));
-    } else if (a.verdict == verdict::stale) {
-      ctx.emit(event_kind::stale_detected, name, record, a.reason);
-      tx.write(name, JobRecord{});
-      tx.commit();
-      ctx.emit(event_kind::stale_cleared, name, record, a.reason);
-      if (look.hold_free) break;
-      reason = "job lock held by leftover processes of the previous job";
-    } else if (a.verdict == verdict::idle) {
-      if (look.hold_free) break;
-      reason = "job lock held by leftover processes of the previous job";
-    } else {
-      reason = a.reason.empty() ? std::string("running") : a.reason;
-    }
-    look.hold.reset();
-    { auto done = std::move(tx); }
-
-    const auto waited = ctx.clock.steady_now() - started;
-    if (timeout && waited >= *timeout) {
-      ctx.reporter.end_line();
-      throw error(errc::timeout,
-                  "timed out after " + human_duration(waited) + " waiting for machine '" +
-                      esc(name) + "' in " + store.describe() + ": held by job '" + esc(record.job) +
-                      "' (PID " + (record.pid.empty() ? "none" : esc(record.pid)) + ", " +
-                      esc(reason) + "); wait longer or check that job with `mama info " +
-                      esc(name) + "`");
-    }
-    ctx.emit(event_kind::waiting, name, record, reason, waited);
-    if (!watcher) {
-      // Look once more right after subscribing: a release in between is not missed.
-      watcher.emplace(store.watch(name));
-      continue;
-    }
-    auto slice = poll;
-    if (timeout) slice = std::min<std::chrono::nanoseconds>(slice, *timeout - waited);
-    ctx.clock.wait_for(slice, watcher->fd());
-    watcher->drain();
+    return resolve_machine(ctx, tx, args.machine);
+  }();
+  GuardOptions options;
+  options.stale_after = ctx.stale_after();
+  if (!args.timeout.empty()) options.timeout = parse_seconds(args.timeout);
+  options.on_event = ctx.handler();
+  try {
+    StaleJobGuard<SystemClock, ProcProbe, Store>::wait_until_free(store, name, std::move(options),
+                                                                  ctx.clock, ctx.probe);
+  } catch (const error&) {
+    ctx.reporter.end_line();  // a status line on a terminal ends before the error
+    throw;
   }
   ctx.reporter.end_line();
   std::cout << esc(name) << " is free\n";

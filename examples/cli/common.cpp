@@ -2,7 +2,6 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <pwd.h>
-#include <strings.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,12 +33,7 @@ Context::Context() : out(Style::for_fd(1)), err(Style::for_fd(2)) {
   reporter.configure(err.tty, err.color);
 }
 
-std::filesystem::path Context::state_path() const {
-  if (!state_option.empty()) return state_option;
-  if (const char* s = std::getenv("MAMA_STATE"); s && *s) return s;
-  const char* dir = std::getenv("MAMA_PATH");
-  return std::filesystem::path(dir && *dir ? dir : "/usr/share/mama") / "mama.xml";
-}
+std::filesystem::path Context::state_path() const { return default_state_path(state_option); }
 
 bool is_database_url(std::string_view state) {
   return state.starts_with("postgresql://") || state.starts_with("postgres://");
@@ -137,18 +131,6 @@ void Context::emit(event_kind kind, std::string_view machine, const JobRecord& r
                    std::string_view reason, std::chrono::nanoseconds waited) {
   const std::string file = describe_state();
   reporter.report(Event{kind, machine, file, record, reason, waited});
-}
-
-std::optional<std::string> machine_by_mac(const std::vector<MachineInfo>& machines,
-                                          std::string_view arg) {
-  // The PHP tool also selects a machine by its MAC address (any letter case).
-  for (const auto& m : machines) {
-    const auto mac = m.field("mac");
-    if (!mac.empty() && !m.name.empty() && mac.size() == arg.size() &&
-        ::strncasecmp(mac.data(), arg.data(), mac.size()) == 0)
-      return m.name;
-  }
-  return std::nullopt;
 }
 
 void throw_unknown_machine(Context& ctx, std::string_view arg) {

@@ -27,16 +27,6 @@ constexpr CommandRegistrar registrars[] = {
     add_wait_command, add_import_command, add_export_command, add_stats_command,
 };
 
-// what() of a std::system_error ends with ": <code's message>"; the library's messages are
-// complete sentences already, so that tail is dropped for mama::errc codes.
-std::string message_of(const mama::error& e) {
-  std::string text = e.what();
-  if (e.code().category() != mama::error_category()) return text;
-  const std::string tail = ": " + e.code().message();
-  if (text.size() > tail.size() && text.ends_with(tail)) text.resize(text.size() - tail.size());
-  return text;
-}
-
 int exit_status_for(const std::error_code& code) {
   if (code.category() != mama::error_category()) return exit_status::failure;
   switch (static_cast<mama::errc>(code.value())) {
@@ -228,7 +218,7 @@ int main(int argc, char** argv) {
     return status;
   } catch (const mama::error& e) {
     ctx.reporter.end_line();
-    std::cerr << "mama: " << message_of(e) << '\n';
+    std::cerr << "mama: " << e.what() << '\n';
     return exit_status_for(e.code());
   } catch (const std::exception& e) {
     ctx.reporter.end_line();

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace mama {
@@ -59,13 +60,33 @@ inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
 
-/// The exception thrown by the library. what() is a complete sentence for a human; code() is
-/// for programs.
+/// The exception thrown by the library. what() is a complete sentence for a human, as given
+/// (std::system_error would append ": <code's message>"; mama::error does not, except that an
+/// operating-system code's message, e.g. "Permission denied", is appended once, when the
+/// error is made); code() is for programs.
 class error : public std::system_error {
  public:
   error(errc code, const std::string& message)
-      : std::system_error(make_error_code(code), message) {}
-  error(std::error_code code, const std::string& message) : std::system_error(code, message) {}
+      : std::system_error(make_error_code(code), message), message_(message) {}
+  error(std::error_code code, const std::string& message)
+      : std::system_error(code, message), message_(sentence(code, message)) {}
+
+  const char* what() const noexcept override { return message_.c_str(); }
+
+  /// The same error (same code) with `prefix` before its message, e.g. to say what the caller
+  /// was doing; the code's message is not appended again.
+  error with_prefix(std::string_view prefix) const {
+    error e(*this);
+    e.message_.insert(0, prefix);
+    return e;
+  }
+
+ private:
+  static std::string sentence(std::error_code code, const std::string& message) {
+    if (code.category() == error_category()) return message;
+    return message + ": " + code.message();
+  }
+  std::string message_;
 };
 
 /// Throws mama::error for the current errno, prefixed by `what` (which names the file).

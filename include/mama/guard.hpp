@@ -45,6 +45,10 @@
 
 namespace mama {
 
+// The mama.xml store models every refinement of the StateStore concept (state_store.hpp).
+static_assert(holding_state_store<XmlStateStore> && watchable_state_store<XmlStateStore> &&
+              listing_state_store<XmlStateStore>);
+
 /// How a guard claims and waits.
 struct GuardOptions {
   /// The job text written into the record (`job`). Must not be empty.
@@ -210,8 +214,14 @@ class StaleJobGuard {
   static_assert(guard_clock<Clock>, "Clock must model mama::guard_clock (see mama/clock.hpp)");
   static_assert(process_probe<ProcessProbe>,
                 "ProcessProbe must model mama::process_probe (see mama/process_probe.hpp)");
+  // The claim judges by holds (try_hold, exact_liveness) and waits on watch(): it requires both
+  // refinements of the core concept.
   static_assert(state_store<StateStore>,
                 "StateStore must model mama::state_store (see mama/state_store.hpp)");
+  static_assert(holding_state_store<StateStore>,
+                "StateStore must model mama::holding_state_store (see mama/state_store.hpp)");
+  static_assert(watchable_state_store<StateStore>,
+                "StateStore must model mama::watchable_state_store (see mama/state_store.hpp)");
 
  public:
   using clock_type = Clock;

@@ -5,7 +5,7 @@
 //   MAMA_MACHINE   the machine to claim; unset or empty: do nothing (the suite runs anywhere)
 //   MAMA_JOB       the job text; default: the name of the test program
 //   MAMA_STATE     the state file; else $MAMA_PATH/mama.xml, MAMA_PATH defaulting to
-//                  /usr/share/mama (the PHP tool's default) — see default_state_path()
+//                  /usr/share/mama (the PHP tool's default) — see mama/lookup.hpp
 //   MAMA_TIMEOUT   give up waiting for a busy machine after this many seconds; default: wait
 //
 // Contract: RunClaim::acquire() claims (waiting and clearing stale jobs like any JobGuard) or
@@ -26,6 +26,7 @@
 #include "mama/detail/text.hpp"
 #include "mama/error.hpp"
 #include "mama/guard.hpp"
+#include "mama/lookup.hpp"
 #include "mama/record.hpp"
 #include "mama/xml_state_store.hpp"
 
@@ -37,17 +38,6 @@ inline std::string getenv_text(const char* name) {
   return v ? std::string(v) : std::string();
 }
 }  // namespace detail
-
-/// The state file to use when none is given on the command line: $MAMA_STATE if set and not
-/// empty, else $MAMA_PATH/mama.xml, with MAMA_PATH defaulting to /usr/share/mama.
-/// `explicit_path` (e.g. a --state option), when not empty, wins over both.
-inline std::filesystem::path default_state_path(std::string_view explicit_path = {}) {
-  if (!explicit_path.empty()) return std::filesystem::path(explicit_path);
-  if (auto state = detail::getenv_text("MAMA_STATE"); !state.empty()) return state;
-  auto dir = detail::getenv_text("MAMA_PATH");
-  if (dir.empty()) dir = "/usr/share/mama";
-  return std::filesystem::path(dir) / "mama.xml";
-}
 
 /// The name of the running program (basename of /proc/self/exe), or "test run" when unknown.
 inline std::string program_name() {
@@ -127,14 +117,9 @@ class RunClaim {
       if (settings.timeout) options.timeout = *settings.timeout;
       guard_.emplace(std::move(store), settings.machine, std::move(options));
     } catch (const error& e) {
-      // std::system_error appends ": <code message>" to what(); the new error appends it again.
-      std::string inner = e.what();
-      const std::string suffix = ": " + e.code().message();
-      if (inner.size() > suffix.size() && inner.ends_with(suffix))
-        inner.resize(inner.size() - suffix.size());
-      throw error(e.code(), "mama: cannot claim machine '" +
-                                detail::escape_control(settings.machine) + "' in " +
-                                settings.state.string() + " for this run (MAMA_MACHINE): " + inner);
+      throw e.with_prefix("mama: cannot claim machine '" +
+                          detail::escape_control(settings.machine) + "' in " +
+                          settings.state.string() + " for this run (MAMA_MACHINE): ");
     }
     settings_ = settings;
     return true;

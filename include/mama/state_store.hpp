@@ -11,22 +11,34 @@
 // false, holds are not evidence and the PID rules of SPEC §3 decide. A store may offer a wake
 // descriptor through watch(): it becomes readable when the machine may have been released.
 //
-// | Expression          | Returns                      | Throws      | Meaning                            |
-// |---------------------|------------------------------|-------------|------------------------------------|
-// | `s.begin()`         | `S::transaction`             | mama::error | lock, recover, read                 |
-// | `s.describe()`      | `std::string`                | no          | what to name in messages (the file)  |
-// | `s.exact_liveness()`| `bool`                       | no          | holds decide liveness for token records |
-// | `s.watch(m)`        | `S::watcher`                 | mama::error | wake source for waiting on machine m |
-// | `w.fd()`            | `int`                        | no          | readable on change; -1: none         |
-// | `w.drain()`         | `void`                       | no          | consume pending wake-ups             |
-// | `t.find(m)`         | `std::optional<JobRecord>`   | no          | m's job fields; nullopt: unknown m   |
-// | `t.machines()`      | `std::vector<MachineInfo>`   | mama::error | every machine, in file order         |
-// | `t.write(m, r)`     | `void`                       | mama::error | stage m's job fields (m must exist)  |
-// | `t.try_hold(m)`     | `std::optional<S::hold>`     | mama::error | m's kernel lock if free, else nullopt |
-// | `t.commit()`        | `void`                       | mama::error | save staged changes, durably        |
+// The core concept, `state_store`, is what a store that only records needs; the refinements add
+// what waiting and judging by kernel locks use. StaleJobGuard requires holding_state_store and
+// watchable_state_store; `mama list`/`clear all` and MAC lookup need listing_state_store.
+//
+// | Expression                | Returns                     | Meaning (E: may throw mama::error) |
+// |---------------------------|-----------------------------|------------------------------------|
+// | **state_store** (core)    |                             | S copyable, S::transaction movable |
+// | `s.begin()`               | `S::transaction`            | lock, recover, read (E)            |
+// | `s.describe()`            | `std::string`               | what messages name (the file)      |
+// | `t.find(m)`               | `optional<JobRecord>`       | m's job fields; nullopt: unknown m |
+// | `t.write(m, r)`           | `void`                      | stage m's job fields (E)           |
+// | `t.commit()`              | `void`                      | save what was staged, durably (E)  |
+// | **holding_state_store**   |                             | S::hold movable                    |
+// | `s.exact_liveness()`      | `bool`                      | holds decide for token records     |
+// | `t.try_hold(m)`           | `optional<S::hold>`         | m's kernel lock if free (E)        |
+// | **watchable_state_store** |                             |                                    |
+// | `s.watch(m)`              | `S::watcher`                | wake source for a waiter (E)       |
+// | `w.fd()`, `w.drain()`     | `int`, `void`               | readable on change (-1: none)      |
+// | **listing_state_store**   |                             |                                    |
+// | `t.machines()`            | `vector<MachineInfo>`       | every machine, in order (E)        |
+// | **optional** (detected)   |                             |                                    |
+// | `s.holds_span_hosts()`    | `bool`                      | holds decide across hosts          |
+// | `t.hold_owner(m)`         | `optional<ProcessIdentity>` | a live holder of m's hold          |
+// | `h.on_lost(fn)`           | `void`                      | fn called once if the hold is lost |
 //
 // Holds are movable; destroying one releases the kernel lock (unless child processes that
-// inherited it still run).
+// inherited it still run). Models: MemoryStateStore (here), XmlStateStore (asserted in
+// guard.hpp), PgStateStore: all four concepts.
 #pragma once
 
 #include <concepts>
@@ -46,23 +58,40 @@
 
 namespace mama {
 
-/// The StateStore policy (see the table at the top of this header).
+/// The core StateStore policy: records behind one lock (see the table at the top).
 template <class S>
 concept state_store = std::copy_constructible<S> && std::movable<typename S::transaction> &&
-    std::movable<typename S::hold> && requires(S& s, const S& cs, std::string_view m) {
+    requires(S& s, const S& cs) {
   { s.begin() } -> std::same_as<typename S::transaction>;
   { cs.describe() } -> std::convertible_to<std::string>;
-  { cs.exact_liveness() } -> std::same_as<bool>;
-  { s.watch(m) } -> std::same_as<typename S::watcher>;
 } && requires(typename S::transaction& t, const typename S::transaction& ct, std::string_view m,
-              const JobRecord& r, typename S::watcher& w) {
+              const JobRecord& r) {
   { ct.find(m) } -> std::same_as<std::optional<JobRecord>>;
-  { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
   { t.write(m, r) } -> std::same_as<void>;
-  { t.try_hold(m) } -> std::same_as<std::optional<typename S::hold>>;
   { t.commit() } -> std::same_as<void>;
+};
+
+/// A store that keeps a kernel hold per machine (try_hold) and says whether holds decide.
+template <class S>
+concept holding_state_store = state_store<S> && std::movable<typename S::hold> &&
+    requires(const S& cs, typename S::transaction& t, std::string_view m) {
+  { cs.exact_liveness() } -> std::same_as<bool>;
+  { t.try_hold(m) } -> std::same_as<std::optional<typename S::hold>>;
+};
+
+/// A store that offers a wake source for a waiter (watch).
+template <class S>
+concept watchable_state_store = state_store<S> &&
+    requires(S& s, std::string_view m, typename S::watcher& w) {
+  { s.watch(m) } -> std::same_as<typename S::watcher>;
   { w.fd() } -> std::same_as<int>;
   { w.drain() } -> std::same_as<void>;
+};
+
+/// A store whose transactions list every machine (machines()).
+template <class S>
+concept listing_state_store = state_store<S> && requires(const typename S::transaction& ct) {
+  { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
 };
 
 /// A store in memory, for tests, benchmarks and programs that keep state elsewhere. Copies
@@ -236,5 +265,8 @@ class MemoryStateStore {
   std::shared_ptr<State> state_;
 };
 static_assert(state_store<MemoryStateStore>);
+static_assert(holding_state_store<MemoryStateStore>);
+static_assert(watchable_state_store<MemoryStateStore>);
+static_assert(listing_state_store<MemoryStateStore>);
 
 }  // namespace mama

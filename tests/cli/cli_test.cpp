@@ -311,7 +311,7 @@ TEST_CASE("a SIGKILLed mama run leaves the machine busy while its command runs",
   CHECK(c.status == 4);
   CHECK(line_with(l.run({"list"}).out, "long job").ends_with("long job"));
   CHECK(line_with(l.run({"info", "m"}).out, "Job status:") == "Job status:\tRUNNING");
-  const Result w = l.run({"wait", "m", "--timeout", "0.2"});
+  const Result w = l.run({"wait", "m", "--timeout", "1.5"});
   CHECK(w.status == 3);
   CHECK(w.err.find("mama: waiting for machine 'm': job 'long job'") != std::string::npos);
   CHECK(w.err.find("mama: timed out after") != std::string::npos);
@@ -376,13 +376,14 @@ TEST_CASE("wait returns when the machine is free, clearing a stale job", "[cli]"
   }
   SECTION("busy until --timeout: status 3, plain progress lines, file unchanged") {
     const std::string before = l.content();
-    const Result r = l.run({"wait", "busy", "--timeout", "0.3"});
+    const Result r = l.run({"wait", "busy", "--timeout", "1.5"});
     CHECK(r.status == 3);
     CHECK(r.err.starts_with("mama: waiting for machine 'busy': job 'mine' (PID " + holder_pid +
                             ", running)"));
     CHECK(r.err.find("\r") == std::string::npos);
-    CHECK(r.err.find("mama: timed out after 0 s waiting for machine 'busy' in " +
-                     l.file.string()) != std::string::npos);
+    CHECK(r.err.find("mama: timed out after 1.") != std::string::npos);
+    CHECK(r.err.find(" s waiting for machine 'busy' in " + l.file.string() +
+                     ": held by job 'mine'") != std::string::npos);
     CHECK(l.content() == before);
   }
   SECTION("run --timeout on a busy machine: status 3, the command never runs") {
@@ -550,7 +551,7 @@ TEST_CASE("colour and in-place progress only on a terminal, never colour with NO
   CHECK(run_mama(list).out.find('\x1b') == std::string::npos);  // a pipe: no colour
 
   const Result w =
-      mama_on_tty({"--state", l.file.string(), "wait", "bravo", "--timeout", "0.3"}, {});
+      mama_on_tty({"--state", l.file.string(), "wait", "bravo", "--timeout", "1.5"}, {});
   CHECK(w.status == 3);
   // A terminal of unknown width counts as 80 columns: the line is cut to 79 (waiting_test).
   CHECK(w.out.find("\rWaiting for bravo: job 'run nightly-tests aarch64/debian' (PID 23817, "

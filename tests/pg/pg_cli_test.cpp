@@ -264,7 +264,7 @@ TEST_CASE("run claims the machine through the database and releases it", "[pg][c
   CHECK(info.out.find("Job status:\tRUNNING") != std::string::npos);
   const Result clear = l.on_db({"clear", "alpha"});
   CHECK(clear.status == 4);
-  const Result wait = l.on_db({"wait", "alpha", "--timeout", "0.3"});
+  const Result wait = l.on_db({"wait", "alpha", "--timeout", "1.5"});
   CHECK(wait.status == 3);
   CHECK(l.db.record("alpha").token == claimed.token);
 
