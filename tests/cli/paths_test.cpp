@@ -16,16 +16,14 @@ using mama::test::eventually;
 using mama::test::RunLab;
 using mama::test::RunningMama;
 
-/// A lab whose `file` is another name of `real`'s file (in real's directory).
-RunLab alias_of(const RunLab& real, const std::string& how) {
-  RunLab alias;
+/// Points `alias.file` at another name of `real`'s file (in real's directory).
+void make_alias(const RunLab& real, RunLab& alias, const std::string& how) {
   const auto name = real.dir / ("alias-" + how + ".xml");
   if (how == "symlink")
     std::filesystem::create_symlink(real.file, name);
   else
     std::filesystem::create_hard_link(real.file, name);
   alias.file = name;
-  return alias;
 }
 
 }  // namespace
@@ -35,7 +33,8 @@ TEST_CASE("a job claimed through one path is running through every other path",
   const std::string how = GENERATE(as<std::string>{}, "symlink", "hardlink", "removed-dir");
   CAPTURE(how);
   RunLab real;
-  RunLab alias = how == "removed-dir" ? RunLab() : alias_of(real, how);
+  RunLab alias;
+  if (how != "removed-dir") make_alias(real, alias, how);
   const RunLab& first = how == "removed-dir" ? real : alias;
   RunningMama holder(first, {"run", "m", "--job", "A", "--", "sleep", "30"});
   REQUIRE(eventually([&] { return real.field("job") == "A"; }, 10s));
