@@ -1,5 +1,5 @@
 // claim_probe — checks a machine's record in a state file, for the CTest wrapper tests.
-//   claim_probe STATE MACHINE --held-by-parent JOB   the parent process (`mama run`) holds it
+//   claim_probe STATE MACHINE --held-by-parent JOB   the parent (`mama run`) holds it for this process
 //   claim_probe STATE MACHINE --idle                 nobody holds it
 // Exit status 0 when the check holds, 1 otherwise (with the record on stderr).
 #include <unistd.h>
@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
     if (mode == "--idle") {
       ok = record->idle() && record->pid.empty() && record->token.empty();
     } else {
-      ok = record->job == argv[4] && record->pid == std::to_string(::getppid()) &&
+      // `mama run` (the parent) claimed and handed the claim over to its command: this process.
+      ok = record->job == argv[4] && record->pid == std::to_string(::getpid()) &&
            !record->token.empty();
     }
     std::cout << "claim_probe: " << argv[2] << ": job '" << record->job << "', PID '" << record->pid

@@ -289,11 +289,23 @@ TEST_CASE("mama run killed with SIGKILL leaves a job the next mama run clears as
     Process p({cli, "--state", state.string(), "run", "test-machine", "--job", "wrapped suite",
                "--", "/bin/sh", "-c", "echo paused; exec sleep 1000"},
               {}, dir, "killed");
-    killed_pid = p.pid;
     REQUIRE(mama::test::eventually([&] { return contains(p.stdout_text(), "paused"); },
                                    std::chrono::seconds(30)));
-    CHECK(record_of(state, "test-machine").pid == std::to_string(p.pid));
-    p.kill_group();  // the runner and its job, as when a CI job is killed
+    // The record names the command (mama run hands the claim over to it), a child of mama run.
+    const auto recorded = record_of(state, "test-machine").pid;
+    REQUIRE_FALSE(recorded.empty());
+    CHECK(recorded != std::to_string(p.pid));
+    killed_pid = std::stoi(recorded);
+    const auto stat = mama::detail::read_proc_stat(killed_pid);
+    REQUIRE(stat);
+    CHECK(stat->ppid == p.pid);
+    // The runner and its job, as when a CI job is killed: mama run's group, and the command's
+    // own group (mama run gives the command a process group of its own, as a shell does).
+    p.kill_group();
+    ::kill(-killed_pid, SIGKILL);
+    ::kill(killed_pid, SIGKILL);
+    REQUIRE(mama::test::eventually([&] { return ::kill(killed_pid, 0) != 0; },
+                                   std::chrono::seconds(10)));
   }
   CHECK(record_of(state, "test-machine").job == "wrapped suite");
   const auto o = run({cli, "--state", state.string(), "run", "test-machine", "--job", "next",
