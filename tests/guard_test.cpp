@@ -1043,3 +1043,23 @@ TEST_CASE("a claim from another thread of this process waits instead of nesting"
   auto inner = rig.claim(rig.options("same thread"));
   CHECK(inner.nested());
 }
+
+TEST_CASE("an event handler may open the same mama.xml: events come after the file lock",
+          "[guard][real][events]") {
+  RealLab lab;
+  std::vector<std::string> seen;
+  mama::GuardOptions opts{.job = "handler job"};
+  opts.on_event = [&](const mama::Event& e) {
+    // A second open file description of mama.xml: flock would block forever inside the
+    // critical section.
+    mama::XmlStateStore again(lab.file);
+    auto tx = again.begin();
+    seen.push_back(std::string(mama::to_string(e.kind)) + ":" + tx.find(kMachine)->job);
+  };
+  {
+    mama::JobGuard guard(mama::XmlStateStore(lab.file), kMachine, opts);
+  }
+  REQUIRE(seen.size() >= 2);
+  CHECK(seen.front() == "claimed:handler job");
+  CHECK(seen.back() == "released:");
+}
