@@ -158,6 +158,26 @@ struct Pipe {
 
 }  // namespace
 
+// Ends the holder's server session (`backend`) and hands machine m's advisory lock to `thief`
+// before the holder can reconnect: the thief's blocking lock request is queued first (a lock
+// queue is first come, first served), then the session is ended. Returns the lock's result.
+inline bool steal_lock(PGconn* thief, PgStateStore& admin, long long lock_space, int backend) {
+  const std::string q = "SELECT pg_advisory_lock(" + std::to_string(lock_space) +
+                        ", (SELECT id::int FROM mama_machine WHERE name = 'm'))";
+  if (::PQsendQuery(thief, q.c_str()) != 1) return false;
+  const std::string waiting = "SELECT 1 FROM pg_stat_activity WHERE pid = " +
+                              std::to_string(::PQbackendPID(thief)) +
+                              " AND wait_event_type = 'Lock'";
+  for (int i = 0; i < 1000 && admin.exec(waiting).empty(); ++i) ::usleep(5 * 1000);
+  admin.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
+  bool ok = false;
+  while (PGresult* r = ::PQgetResult(thief)) {
+    ok = ok || ::PQresultStatus(r) == PGRES_TUPLES_OK;
+    ::PQclear(r);
+  }
+  return ok;
+}
+
 TEST_CASE("the PostgreSQL store reads, stages and commits job fields in transactions", "[pg]") {
   PgLab lab;
   lab.add_machine("m1", {}, {{"mac", "aa:bb"}, {"ip", "10.0.0.1"}});
@@ -532,13 +552,8 @@ TEST_CASE("a holder that cannot get its lock back within its deadline reports th
     PgStateStore other(lab.conninfo);
     const auto backend = h->backend_pid();
     const auto cut = std::chrono::steady_clock::now();
-    other.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
     auto thief = mama::detail::pg_conn(::PQconnectdb(lab.conninfo.c_str()));
-    mama::detail::pg_result r(
-        ::PQexec(thief.get(), ("SELECT pg_advisory_lock(" + std::to_string(lab.options.lock_space) +
-                               ", (SELECT id::int FROM mama_machine WHERE name = 'm'))")
-                                  .c_str()));
-    REQUIRE(::PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+    REQUIRE(steal_lock(thief.get(), other, lab.options.lock_space, backend));
     while (!h->lost() && ms_since(cut) < 10000) ::usleep(10 * 1000);
     const auto took = ms_since(cut);
     CHECK(h->lost());
@@ -598,13 +613,8 @@ TEST_CASE("the guard hears its PostgreSQL hold's loss: on_lost, lost() and hold_
   // Cut: the server ends the session and another session keeps the lock from the holder.
   const int backend = lab.hold_backend("m");
   REQUIRE(backend != 0);
-  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
   auto thief = mama::detail::pg_conn(::PQconnectdb(lab.conninfo.c_str()));
-  mama::detail::pg_result r(
-      ::PQexec(thief.get(), ("SELECT pg_advisory_lock(" + std::to_string(lab.options.lock_space) +
-                             ", (SELECT id::int FROM mama_machine WHERE name = 'm'))")
-                                .c_str()));
-  REQUIRE(::PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  REQUIRE(steal_lock(thief.get(), lab.store, lab.options.lock_space, backend));
   const auto t0 = std::chrono::steady_clock::now();
   // (on_lost comes last, after lost() and the hold_lost event.)
   while (calls.load() == 0 && ms_since(t0) < 10000) ::usleep(10 * 1000);
