@@ -28,8 +28,7 @@ void make_alias(const RunLab& real, RunLab& alias, const std::string& how) {
 
 }  // namespace
 
-TEST_CASE("a job claimed through one path is running through every other path",
-          "[cli][paths]") {
+TEST_CASE("a job claimed through one path is running through every other path", "[cli][paths]") {
   const std::string how = GENERATE(as<std::string>{}, "symlink", "hardlink", "removed-dir");
   CAPTURE(how);
   RunLab real;
@@ -37,11 +36,25 @@ TEST_CASE("a job claimed through one path is running through every other path",
   if (how != "removed-dir") make_alias(real, alias, how);
   const RunLab& first = how == "removed-dir" ? real : alias;
   RunningMama holder(first, {"run", "m", "--job", "A", "--", "sleep", "30"});
-  REQUIRE(eventually([&] { return real.field("job") == "A"; }, 10s));
-  if (how == "removed-dir") std::filesystem::remove_all(real.file.string() + ".d");
+  // Claimed and handed over to the command (the record names the command, not mama run).
+  REQUIRE(eventually(
+      [&] {
+        const auto pid = real.field("job_pid");
+        return real.field("job") == "A" && !pid.empty() && pid != std::to_string(holder.pid());
+      },
+      10s));
+  if (how == "removed-dir") {
+    // Moved away at once (mama may be writing into it), then removed.
+    const std::filesystem::path d = real.file.string() + ".d", gone = real.file.string() + ".gone";
+    std::filesystem::rename(d, gone);
+    std::error_code ec;
+    std::filesystem::remove_all(gone, ec);
+    REQUIRE_FALSE(std::filesystem::exists(d));
+  }
 
   const auto second = real.run({"run", "m", "--timeout", "1", "--", "true"});
   INFO(second.err);
+  INFO("holder: " << holder.err());
   CHECK(second.status == 3);  // timed out waiting: the live job was not cleared
   CHECK(second.err.find("Detected stale job") == std::string::npos);
   CHECK(real.field("job") == "A");

@@ -165,9 +165,9 @@ inline bool steal_lock(PGconn* thief, PgStateStore& admin, long long lock_space,
   const std::string q = "SELECT pg_advisory_lock(" + std::to_string(lock_space) +
                         ", (SELECT id::int FROM mama_machine WHERE name = 'm'))";
   if (::PQsendQuery(thief, q.c_str()) != 1) return false;
-  const std::string waiting = "SELECT 1 FROM pg_stat_activity WHERE pid = " +
-                              std::to_string(::PQbackendPID(thief)) +
-                              " AND wait_event_type = 'Lock'";
+  const std::string waiting =
+      "SELECT 1 FROM pg_stat_activity WHERE pid = " + std::to_string(::PQbackendPID(thief)) +
+      " AND wait_event_type = 'Lock'";
   for (int i = 0; i < 1000 && admin.exec(waiting).empty(); ++i) ::usleep(5 * 1000);
   admin.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
   bool ok = false;
@@ -401,7 +401,8 @@ TEST_CASE("a holder on one host killed with SIGKILL frees the machine for the ot
   CHECK(lab.record("m").host == "host-a");
 
   host_a.kill_and_reap();
-  o.timeout = 30s;  // generous bound; the measured time is in include/mama/README.md, "How fast a claim is"
+  o.timeout =
+      30s;  // generous bound; the measured time is in include/mama/README.md, "How fast a claim is"
   const auto t0 = std::chrono::steady_clock::now();
   HostGuard g(lab.store, "m", o, {}, probe_b);
   const auto took = std::chrono::steady_clock::now() - t0;
