@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <mama/detail/text.hpp>
+
 #include "mama_runner.hpp"
 
 namespace mama::test {
@@ -131,21 +133,7 @@ inline std::string start_ticks(pid_t pid) {
   return rest.substr(0, rest.find(' '));
 }
 
-/// Whether `text` is valid UTF-8 (what SimpleXML demands of mama.xml).
-inline bool valid_utf8(const std::string& text) {
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    std::size_t len = c < 0x80                 ? 1
-                      : c >= 0xc2 && c <= 0xdf ? 2
-                      : c >= 0xe0 && c <= 0xef ? 3
-                      : c >= 0xf0 && c <= 0xf4 ? 4
-                                               : 0;
-    if (len == 0 || i + len > text.size()) return false;
-    for (std::size_t k = 1; k < len; ++k)
-      if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return false;
-    i += len;
-  }
-  return true;
-}
+/// Whether `text` is valid UTF-8 (what SimpleXML demands of mama.xml): the library's own rule.
+inline bool valid_utf8(const std::string& text) { return mama::detail::valid_utf8(text); }
 
 }  // namespace mama::test
