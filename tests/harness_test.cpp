@@ -1,7 +1,7 @@
 // tests/harness_test.cpp — mama::RunClaim, the claim behind the test-runner integrations: what it
 // refuses before touching anything.
 #include <catch2/catch.hpp>
-#include <mama/harness.hpp>
+#include <mama/runners/harness.hpp>
 
 #include "support.hpp"
 
@@ -28,8 +28,9 @@ TEST_CASE("a claim for the run is released by the process that made it, not by a
           "[harness][fork]") {
   mama::test::TempDir dir;
   const auto file = dir / "mama.xml";
-  mama::test::write_file(file, "<?xml version=\"1.0\"?>\n<settings>\n  <machine>\n"
-                               "    <name>m1</name>\n    <job/>\n  </machine>\n</settings>\n");
+  mama::test::write_file(file,
+                         "<?xml version=\"1.0\"?>\n<settings>\n  <machine>\n"
+                         "    <name>m1</name>\n    <job/>\n  </machine>\n</settings>\n");
   mama::HarnessSettings s;
   s.machine = "m1";
   s.job = "suite";

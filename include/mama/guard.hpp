@@ -4,7 +4,7 @@
 // while a live one runs, then write this claim's job fields (job, PID, timestamp, host, boot,
 // start time, token), keep the machine's kernel hold, save, unlock. The destructor releases:
 // if the record still carries this claim's token it is cleared (or the ancestor's record is
-// restored for a nested claim); if not, a waiter judged this claim stale and a successor owns
+// restored for a nested claim); if not, a waiter found this claim stale and a successor owns
 // the machine, which is left alone (invariant I4). The destructor never throws.
 //
 //   #include <mama/guard.hpp>
@@ -23,13 +23,13 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <map>
 #include <set>
-#include <thread>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -68,7 +68,7 @@ struct GuardOptions {
   /// Called once, from the store's own watcher thread, when a store whose holds can be lost
   /// (the PostgreSQL store: its session could not be confirmed within the deadline) reports
   /// that this claim lost its hold. The job must stop: another host may take the machine once
-  /// the holder's margin has passed. Also reported as event_kind::hold_lost.
+  /// the holder's margin has passed. Also reported as EventKind::hold_lost.
   std::function<void(std::string_view reason)> on_lost{};
 };
 
@@ -149,55 +149,7 @@ std::optional<ProcessIdentity> hold_owner(Tx& tx, std::string_view machine) {
     return std::nullopt;
 }
 
-/// Whether `store`'s holds decide for holders on other hosts too (an optional store trait,
-/// `s.holds_span_hosts()`; false when the store does not have it).
-template <class S>
-bool holds_span_hosts(const S& store) noexcept {
-  if constexpr (requires {
-                  { store.holds_span_hosts() } -> std::convertible_to<bool>;
-                })
-    return store.holds_span_hosts();
-  else
-    return false;
-}
 }  // namespace detail
-
-/// When judge() takes the machine's hold.
-enum class hold_probe {
-  token_records,  ///< only for records that carry a token (read-only looks: no lock files made)
-  always,         ///< also for idle records (leftover job processes keep a machine busy)
-};
-
-/// A record judged inside a transaction: the verdict, and the machine's hold when it was free
-/// (kept so that the caller can clear or claim in the same critical section).
-template <class StateStore>
-struct Judgement {
-  Assessment assessment;
-  std::optional<typename StateStore::hold> hold;
-  bool hold_free = false;  ///< the hold was free, or the store keeps none
-};
-
-/// Judges `record` of `machine` inside `tx` the one way every claim and every view does: the
-/// machine's hold (tx.try_hold) decides rows 6-9 for records that carry a token (for holders on
-/// any host when the store's holds span hosts), `probe(pid, start)` for the others. `here`
-/// gives host, boot, time and stale_after; its hold fields are filled in here.
-template <class StateStore, class ProbeFn>
-Judgement<StateStore> judge(StateStore& store, typename StateStore::transaction& tx,
-                            std::string_view machine, const JobRecord& record, Observation here,
-                            ProbeFn&& probe, hold_probe when = hold_probe::always) {
-  Judgement<StateStore> j;
-  hold_state hs = hold_state::none;
-  if (store.exact_liveness() && (when == hold_probe::always || !record.token.empty())) {
-    j.hold = tx.try_hold(machine);
-    hs = j.hold ? hold_state::free : hold_state::held;
-  }
-  j.hold_free = !store.exact_liveness() || j.hold.has_value();
-  // A PHP-written record has no token: the lock file says nothing about its holder.
-  here.hold = record.token.empty() ? hold_state::none : hs;
-  here.hold_spans_hosts = detail::holds_span_hosts(store);
-  j.assessment = assess(record, here, std::forward<ProbeFn>(probe));
-  return j;
-}
 
 /// RAII claim of one machine for one job. Move-only. See the top of this header.
 ///
@@ -214,14 +166,11 @@ class StaleJobGuard {
   static_assert(guard_clock<Clock>, "Clock must model mama::guard_clock (see mama/clock.hpp)");
   static_assert(process_probe<ProcessProbe>,
                 "ProcessProbe must model mama::process_probe (see mama/process_probe.hpp)");
-  // The claim judges by holds (try_hold, exact_liveness) and waits on watch(): it requires both
-  // refinements of the core concept.
+  // The core concept is enough: holds (holding_state_store) add the second signal, watch()
+  // (watchable_state_store) wakes a waiter at once; without them the PID rules decide and a
+  // waiter polls (see mama/state_store.hpp).
   static_assert(state_store<StateStore>,
                 "StateStore must model mama::state_store (see mama/state_store.hpp)");
-  static_assert(holding_state_store<StateStore>,
-                "StateStore must model mama::holding_state_store (see mama/state_store.hpp)");
-  static_assert(watchable_state_store<StateStore>,
-                "StateStore must model mama::watchable_state_store (see mama/state_store.hpp)");
 
  public:
   using clock_type = Clock;
@@ -281,9 +230,9 @@ class StaleJobGuard {
     try {
       release();
     } catch (const std::exception& e) {
-      deliver({{event_kind::release_failed, mine_, e.what()}});
+      deliver({{EventKind::release_failed, mine_, e.what()}});
     } catch (...) {
-      deliver({{event_kind::release_failed, mine_, "unknown error"}});
+      deliver({{EventKind::release_failed, mine_, "unknown error"}});
     }
   }
 
@@ -293,7 +242,7 @@ class StaleJobGuard {
   ///
   /// When processes of the job still hold the machine's hold after this claim dropped its own
   /// (children that left the job's process group and kept the inherited lock), the record is
-  /// kept, naming one of them when the store can tell (event_kind::leftover_holders): the
+  /// kept, naming one of them when the store can tell (EventKind::leftover_holders): the
   /// machine reads busy to this library and to the PHP tool until they end.
   ///
   /// In a process other than the one that claimed (a fork child), it only forgets the claim.
@@ -313,16 +262,16 @@ class StaleJobGuard {
       const auto current = tx.find(machine_);
       if (!current) {
         events.push_back(
-            {event_kind::successor_found, JobRecord{}, "machine no longer in the state"});
+            {EventKind::successor_found, JobRecord{}, "machine no longer in the state"});
       } else if (!is_mine(*current)) {
-        events.push_back({event_kind::successor_found, *current, {}});
+        events.push_back({EventKind::successor_found, *current, {}});
       } else {
-        std::optional<typename StateStore::hold> again;
+        std::optional<detail::hold_t<StateStore>> again;
         // Only holds that the job's processes inherit (kernel locks) can outlive the claimer; a
         // server-kept hold is this process's session, and its waiters' margin would refuse it.
-        if (hold && store_.exact_liveness() && !detail::holds_span_hosts(store_)) {
+        if (hold && detail::exact_liveness(store_) && !detail::holds_span_hosts(store_)) {
           hold.reset();  // our own descriptor; job processes may share the lock
-          again = tx.try_hold(machine_);
+          again = detail::try_hold<StateStore>(tx, machine_);
           if (!again) {
             // Name a process that holds it; when the store cannot tell, name none: the hold
             // alone then decides (never this process, which goes on living and claiming, so
@@ -336,7 +285,7 @@ class StaleJobGuard {
             }
             tx.write(machine_, kept);
             tx.commit();
-            events.push_back({event_kind::leftover_holders, kept,
+            events.push_back({EventKind::leftover_holders, kept,
                               "processes of the job still hold the machine's lock; the record "
                               "is kept until they end"});
           }
@@ -347,7 +296,7 @@ class StaleJobGuard {
           // Inside the critical section: a waiter never sees our record with a free hold.
           hold.reset();
           again.reset();
-          events.push_back({event_kind::released, mine_, {}});
+          events.push_back({EventKind::released, mine_, {}});
         }
       }
     }
@@ -375,7 +324,7 @@ class StaleJobGuard {
         mine_ = std::move(r);
         done = true;
       } else {
-        events.push_back({event_kind::successor_found, current ? *current : JobRecord{}, {}});
+        events.push_back({EventKind::successor_found, current ? *current : JobRecord{}, {}});
       }
     }
     deliver(events);
@@ -402,7 +351,7 @@ class StaleJobGuard {
  private:
   enum class mode { wait, once, until_free };
   struct pending {
-    event_kind kind;
+    EventKind kind;
     JobRecord record;
     std::string reason;
     std::chrono::nanoseconds waited{};
@@ -434,7 +383,7 @@ class StaleJobGuard {
     const std::string host = probe_.host_name();
     const std::string boot = probe_.boot_id();
     const auto started = clock_.steady_now();
-    std::optional<typename StateStore::watcher> watcher;
+    std::optional<decltype(detail::watch(std::declval<StateStore&>(), {}))> watcher;
 
     for (;;) {
       std::vector<pending> events;
@@ -452,10 +401,10 @@ class StaleJobGuard {
         const auto now = clock_.now();
 
         auto [assessment, hold, hold_free] =
-            judge(store_, tx, machine_, record, Observation{host, boot, now, options_.stale_after},
-                  [this](int pid, std::optional<std::uint64_t> start) {
-                    return probe_.check(pid, start);
-                  });
+            assess(store_, tx, machine_, record, Observation{host, boot, now, options_.stale_after},
+                   [this](int pid, std::optional<std::uint64_t> start) {
+                     return probe_.check(pid, start);
+                   });
 
         // A record of this very process that no live guard here holds is left from an earlier
         // claim (its release failed, or its job processes outlived it): never one to nest in.
@@ -463,7 +412,7 @@ class StaleJobGuard {
         // processes of that claim still running.
         const bool own_dead = names_self_but_dead(record, self, host, boot);
         if (assessment.busy() && hold_free && own_dead)
-          assessment = {verdict::stale,
+          assessment = {Verdict::stale,
                         "left by an earlier claim of this process that was not released"};
 
         // Nest only inside a live claim of an ancestor (the PHP tool's is_ancestor rule).
@@ -477,32 +426,32 @@ class StaleJobGuard {
           tx.write(machine_, mine_);
           tx.commit();
           activate();
-          events.push_back({event_kind::nested, record, {}});
-        } else if (assessment.verdict == verdict::invalid) {
+          events.push_back({EventKind::nested, record, {}});
+        } else if (assessment.verdict == Verdict::invalid) {
           throw error(errc::bad_record, "machine '" + detail::escape_control(machine_) + "' in " +
                                             store_.describe() + ": " + assessment.reason);
-        } else if (assessment.verdict == verdict::stale) {
-          events.push_back({event_kind::stale_detected, record, assessment.reason});
+        } else if (assessment.verdict == Verdict::stale) {
+          events.push_back({EventKind::stale_detected, record, assessment.reason});
           tx.write(machine_, JobRecord{});
           if (hold_free && m == mode::until_free) {
             tx.commit();
-            events.push_back({event_kind::stale_cleared, record, assessment.reason});
+            events.push_back({EventKind::stale_cleared, record, assessment.reason});
             free_now = true;
           } else if (hold_free) {
             claim_in(tx, std::move(hold), self, host, boot);
-            events.push_back({event_kind::stale_cleared, record, assessment.reason});
-            events.push_back({event_kind::claimed, mine_, {}, clock_.steady_now() - started});
+            events.push_back({EventKind::stale_cleared, record, assessment.reason});
+            events.push_back({EventKind::claimed, mine_, {}, clock_.steady_now() - started});
           } else {
             tx.commit();  // the clearing stands even though leftovers keep us waiting
-            events.push_back({event_kind::stale_cleared, record, assessment.reason});
+            events.push_back({EventKind::stale_cleared, record, assessment.reason});
             wait_reason = "job lock held by leftover processes of the previous job";
           }
-        } else if (assessment.verdict == verdict::idle) {
+        } else if (assessment.verdict == Verdict::idle) {
           if (hold_free && m == mode::until_free) {
             free_now = true;
           } else if (hold_free) {
             claim_in(tx, std::move(hold), self, host, boot);
-            events.push_back({event_kind::claimed, mine_, {}, clock_.steady_now() - started});
+            events.push_back({EventKind::claimed, mine_, {}, clock_.steady_now() - started});
           } else {
             wait_reason = "job lock held by leftover processes of the previous job";
           }
@@ -534,11 +483,11 @@ class StaleJobGuard {
                 detail::escape_control(record.job) + "' (PID " +
                 (record.pid.empty() ? std::string("none") : detail::escape_control(record.pid)) +
                 ", " + wait_reason + "); wait longer or check that job");
-      deliver({{event_kind::waiting, record, wait_reason, waited}});
+      deliver({{EventKind::waiting, record, wait_reason, waited}});
       if (!watcher) {
         // Look once more right after subscribing, so a release between our look and the
         // subscription is not missed.
-        watcher.emplace(store_.watch(machine_));
+        watcher.emplace(detail::watch(store_, machine_));
         continue;
       }
       auto slice = options_.poll_interval;
@@ -549,8 +498,9 @@ class StaleJobGuard {
     }
   }
 
-  void claim_in(typename StateStore::transaction& tx, std::optional<typename StateStore::hold> hold,
-                const ProcessIdentity& self, const std::string& host, const std::string& boot) {
+  void claim_in(typename StateStore::transaction& tx,
+                std::optional<detail::hold_t<StateStore>> hold, const ProcessIdentity& self,
+                const std::string& host, const std::string& boot) {
     mine_ = make_record(self, host, boot);
     tx.write(machine_, mine_);
     tx.commit();
@@ -564,7 +514,7 @@ class StaleJobGuard {
                    machine = machine_, store = store_.describe(), rec = mine_](std::string reason) {
             if (lost->exchange(true)) return;
             try {
-              const Event e{event_kind::hold_lost, machine, store, rec, reason, {}};
+              const Event e{EventKind::hold_lost, machine, store, rec, reason, {}};
               if (on_event)
                 on_event(e);
               else
@@ -586,7 +536,7 @@ class StaleJobGuard {
 
   // In a process that did not claim: forget the hold without touching the claimer's lock. A
   // store's hold may need to know (a PostgreSQL session must not be closed from a fork child).
-  static void abandon(std::optional<typename StateStore::hold>& hold) noexcept {
+  static void abandon(std::optional<detail::hold_t<StateStore>>& hold) noexcept {
     if constexpr (requires { hold->abandon(); }) {
       if (hold) hold->abandon();
     }
@@ -643,9 +593,9 @@ class StaleJobGuard {
   void deliver(const std::vector<pending>& events) noexcept {
     for (const pending& p : events) {
       // Nobody listens and the default prints nothing for this kind: no work at all.
-      if (!options_.on_event && p.kind != event_kind::stale_detected &&
-          p.kind != event_kind::successor_found && p.kind != event_kind::release_failed &&
-          p.kind != event_kind::leftover_holders)
+      if (!options_.on_event && p.kind != EventKind::stale_detected &&
+          p.kind != EventKind::successor_found && p.kind != EventKind::release_failed &&
+          p.kind != EventKind::leftover_holders)
         continue;
       try {
         const std::string store = store_.describe();
@@ -672,7 +622,7 @@ class StaleJobGuard {
   GuardOptions options_;
   JobRecord mine_;
   std::optional<JobRecord> previous_;
-  std::optional<typename StateStore::hold> hold_;
+  std::optional<detail::hold_t<StateStore>> hold_;
   std::shared_ptr<std::atomic<bool>> lost_;
   pid_t owner_pid_ = 0;
   bool active_ = false;

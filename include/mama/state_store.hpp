@@ -12,8 +12,10 @@
 // descriptor through watch(): it becomes readable when the machine may have been released.
 //
 // The core concept, `state_store`, is what a store that only records needs; the refinements add
-// what waiting and judging by kernel locks use. StaleJobGuard requires holding_state_store and
-// watchable_state_store; `mama list`/`clear all` and MAC lookup need listing_state_store.
+// what waiting and deciding by kernel locks use. StaleJobGuard needs only the core: with
+// holding_state_store the holds are its second signal (without, the PID rules decide), with
+// watchable_state_store a waiter wakes at once (without, it polls). `mama list`/`clear all` and
+// MAC lookup need listing_state_store.
 //
 // | Expression                | Returns                     | Meaning (E: may throw mama::error) |
 // |---------------------------|-----------------------------|------------------------------------|
@@ -35,6 +37,11 @@
 // | `s.holds_span_hosts()`    | `bool`                      | holds decide across hosts          |
 // | `t.hold_owner(m)`         | `optional<ProcessIdentity>` | a live holder of m's hold          |
 // | `h.on_lost(fn)`           | `void`                      | fn called once if the hold is lost |
+//
+// A store is a handle: the guard keeps a copy of the store it is given, so every copy must reach
+// the same state (a path, a connection string, a shared_ptr to the records). A store whose copies
+// each hold their own records would let a guard write to its private copy; MemoryStateStore
+// shares its state between copies for that reason.
 //
 // Holds are movable; destroying one releases the kernel lock (unless child processes that
 // inherited it still run). Models: MemoryStateStore (here), XmlStateStore (asserted in
@@ -93,6 +100,50 @@ template <class S>
 concept listing_state_store = state_store<S> && requires(const typename S::transaction& ct) {
   { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
 };
+
+namespace detail {
+// What the guard and assess() use of the refinements, so that a store modelling only the core
+// concept drives them too: without holds the PID rules of SPEC §3 decide (exact_liveness false),
+// and without watch() a waiter polls every GuardOptions::poll_interval.
+struct no_hold {};
+struct no_watcher {
+  int fd() const noexcept { return -1; }
+  void drain() noexcept {}
+};
+template <class S>
+struct hold_of {
+  using type = no_hold;
+};
+template <holding_state_store S>
+struct hold_of<S> {
+  using type = typename S::hold;
+};
+/// S::hold, or no_hold for a store without holds.
+template <class S>
+using hold_t = typename hold_of<S>::type;
+
+template <class S>
+bool exact_liveness(const S& store) noexcept {
+  if constexpr (holding_state_store<S>)
+    return store.exact_liveness();
+  else
+    return false;
+}
+template <class S>
+std::optional<hold_t<S>> try_hold(typename S::transaction& tx, std::string_view machine) {
+  if constexpr (holding_state_store<S>)
+    return tx.try_hold(machine);
+  else
+    return std::nullopt;
+}
+template <class S>
+auto watch(S& store, std::string_view machine) {
+  if constexpr (watchable_state_store<S>)
+    return store.watch(machine);
+  else
+    return no_watcher{};
+}
+}  // namespace detail
 
 /// A store in memory, for tests, benchmarks and programs that keep state elsewhere. Copies
 /// share one state, protected by a mutex, so threads of one process can race on it. Holds are
