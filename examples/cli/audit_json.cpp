@@ -6,10 +6,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <mama/record.hpp>
 #include <string_view>
 #include <utility>
-
-#include "cli.hpp"
 
 namespace mama::cli {
 

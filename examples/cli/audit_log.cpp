@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mama/detail/posix.hpp>
+#include <mama/error.hpp>
 #include <string>
 #include <utility>
-
-#include "cli.hpp"
 
 namespace mama::cli {
 
