@@ -64,7 +64,7 @@ nlohmann::ordered_json audit_json(const Event& e, std::int64_t waited_ms, const 
   j["job_pid"] = number_or_null(e.record.pid);
   j["job_host"] = cut(e.record.host);
   j["job_started"] = number_or_null(e.record.timestamp);
-  if (e.kind == event_kind::stale_detected || e.kind == event_kind::stale_cleared)
+  if (e.kind == EventKind::stale_detected || e.kind == EventKind::stale_cleared)
     j["verdict"] = "stale";
   j["reason"] = cut(e.reason);
   j["waited_ms"] = waited_ms;

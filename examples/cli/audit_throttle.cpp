@@ -12,7 +12,7 @@ std::optional<std::int64_t> WaitThrottle::waited_ms(const Event& e,
   };
   auto track = tracks_.find(e.machine);
   switch (e.kind) {
-    case event_kind::waiting: {
+    case EventKind::waiting: {
       if (track == tracks_.end()) track = tracks_.emplace(std::string(e.machine), Track{}).first;
       Track& w = track->second;
       // A smaller waited time than before: a new claim or wait of the same machine.
@@ -23,16 +23,16 @@ std::optional<std::int64_t> WaitThrottle::waited_ms(const Event& e,
       w.logged = e.waited;
       return ms(e.waited);
     }
-    case event_kind::claimed:
-    case event_kind::nested: {
+    case EventKind::claimed:
+    case EventKind::nested: {
       if (track == tracks_.end()) return ms(e.waited);
-      const auto waited = e.kind == event_kind::nested || e.waited == 0ns
+      const auto waited = e.kind == EventKind::nested || e.waited == 0ns
                               ? track->second.last + (now - track->second.last_at)
                               : e.waited;
       tracks_.erase(track);
       return ms(waited);
     }
-    case event_kind::released:
+    case EventKind::released:
       if (track != tracks_.end()) tracks_.erase(track);
       return ms(e.waited);
     default:

@@ -175,8 +175,8 @@ void HookRunner::wait_all() noexcept {
   supervisors_.clear();
 }
 
-bool runs_hook(event_kind kind) noexcept {
-  return kind == event_kind::stale_cleared || kind == event_kind::forced_clear;
+bool runs_hook(EventKind kind) noexcept {
+  return kind == EventKind::stale_cleared || kind == EventKind::forced_clear;
 }
 
 std::vector<std::pair<std::string, std::string>> hook_environment(const Event& e,

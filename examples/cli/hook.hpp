@@ -24,7 +24,7 @@
 namespace mama::cli {
 
 /// Whether an event of this kind runs the hook: a stale job cleared, a job cleared with --force.
-bool runs_hook(event_kind kind) noexcept;
+bool runs_hook(EventKind kind) noexcept;
 
 /// The MAMA_* variables of the hook for `e`: MAMA_EVENT, MAMA_MACHINE, MAMA_JOB, MAMA_JOB_PID,
 /// MAMA_JOB_HOST, MAMA_JOB_STARTED, MAMA_REASON, MAMA_STATE, MAMA_HOST, MAMA_USER and MAMA_TIME

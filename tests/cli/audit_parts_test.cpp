@@ -13,13 +13,13 @@
 namespace {
 
 using namespace std::chrono_literals;
-using mama::event_kind;
+using mama::EventKind;
 using mama::cli::WaitThrottle;
 using steady = std::chrono::steady_clock;
 
 const mama::JobRecord no_job{};
 
-mama::Event event(event_kind kind, std::string_view machine, std::chrono::nanoseconds waited) {
+mama::Event event(EventKind kind, std::string_view machine, std::chrono::nanoseconds waited) {
   return mama::Event{kind, machine, "lab.xml", no_job, "", waited};
 }
 
@@ -28,34 +28,34 @@ mama::Event event(event_kind kind, std::string_view machine, std::chrono::nanose
 TEST_CASE("WaitThrottle keeps the first wait of a claim, then one a minute", "[audit]") {
   WaitThrottle t;
   const auto t0 = steady::time_point{} + 1000s;
-  CHECK(t.waited_ms(event(event_kind::waiting, "m", 0s), t0) == 0);
-  CHECK_FALSE(t.waited_ms(event(event_kind::waiting, "m", 5s), t0 + 5s));
-  CHECK_FALSE(t.waited_ms(event(event_kind::waiting, "m", 59s), t0 + 59s));
-  CHECK(t.waited_ms(event(event_kind::waiting, "m", 60s), t0 + 60s) == 60000);
-  CHECK_FALSE(t.waited_ms(event(event_kind::waiting, "m", 90s), t0 + 90s));
+  CHECK(t.waited_ms(event(EventKind::waiting, "m", 0s), t0) == 0);
+  CHECK_FALSE(t.waited_ms(event(EventKind::waiting, "m", 5s), t0 + 5s));
+  CHECK_FALSE(t.waited_ms(event(EventKind::waiting, "m", 59s), t0 + 59s));
+  CHECK(t.waited_ms(event(EventKind::waiting, "m", 60s), t0 + 60s) == 60000);
+  CHECK_FALSE(t.waited_ms(event(EventKind::waiting, "m", 90s), t0 + 90s));
   // Another machine is throttled on its own.
-  CHECK(t.waited_ms(event(event_kind::waiting, "other", 1s), t0 + 91s) == 1000);
+  CHECK(t.waited_ms(event(EventKind::waiting, "other", 1s), t0 + 91s) == 1000);
 
   SECTION("a smaller waited time is a new claim of the machine: its first wait is kept") {
-    CHECK(t.waited_ms(event(event_kind::waiting, "m", 2s), t0 + 100s) == 2000);
+    CHECK(t.waited_ms(event(EventKind::waiting, "m", 2s), t0 + 100s) == 2000);
   }
   SECTION("claimed carries its own waited time, and ends the claim's throttling") {
-    CHECK(t.waited_ms(event(event_kind::claimed, "m", 95s), t0 + 95s) == 95000);
-    CHECK(t.waited_ms(event(event_kind::waiting, "m", 100s), t0 + 200s) == 100000);
+    CHECK(t.waited_ms(event(EventKind::claimed, "m", 95s), t0 + 95s) == 95000);
+    CHECK(t.waited_ms(event(EventKind::waiting, "m", 100s), t0 + 200s) == 100000);
   }
   SECTION(
       "claimed without a waited time (mama wait) and nested: the last wait plus the time since") {
-    CHECK(t.waited_ms(event(event_kind::claimed, "m", 0s), t0 + 93s) == 93000);
-    CHECK(t.waited_ms(event(event_kind::waiting, "other", 3s), t0 + 93s) == std::nullopt);
-    CHECK(t.waited_ms(event(event_kind::nested, "other", 0s), t0 + 95s) == 5000);
+    CHECK(t.waited_ms(event(EventKind::claimed, "m", 0s), t0 + 93s) == 93000);
+    CHECK(t.waited_ms(event(EventKind::waiting, "other", 3s), t0 + 93s) == std::nullopt);
+    CHECK(t.waited_ms(event(EventKind::nested, "other", 0s), t0 + 95s) == 5000);
   }
   SECTION("released ends the claim's throttling") {
-    CHECK(t.waited_ms(event(event_kind::released, "m", 0s), t0 + 95s) == 0);
-    CHECK(t.waited_ms(event(event_kind::waiting, "m", 120s), t0 + 96s) == 120000);
+    CHECK(t.waited_ms(event(EventKind::released, "m", 0s), t0 + 95s) == 0);
+    CHECK(t.waited_ms(event(EventKind::waiting, "m", 120s), t0 + 96s) == 120000);
   }
   SECTION("other events pass with their own waited time") {
-    CHECK(t.waited_ms(event(event_kind::stale_cleared, "m", 7s), t0 + 95s) == 7000);
-    CHECK_FALSE(t.waited_ms(event(event_kind::waiting, "m", 91s), t0 + 96s));
+    CHECK(t.waited_ms(event(EventKind::stale_cleared, "m", 7s), t0 + 95s) == 7000);
+    CHECK_FALSE(t.waited_ms(event(EventKind::waiting, "m", 91s), t0 + 96s));
   }
 }
 
@@ -65,7 +65,7 @@ TEST_CASE("audit_json: one event as its line's object", "[audit]") {
   r.pid = "not a number";
   r.host = "far";
   r.timestamp = "1763047845";
-  const mama::Event e{event_kind::stale_cleared, "m", "lab.xml", r, "process not running", 1500ms};
+  const mama::Event e{EventKind::stale_cleared, "m", "lab.xml", r, "process not running", 1500ms};
   const mama::cli::Origin origin{"here", "someone", 42};
   const auto now = std::chrono::system_clock::time_point{} + 1763047900123ms;
   const auto j = mama::cli::audit_json(e, 1500, origin, now);
@@ -83,6 +83,6 @@ TEST_CASE("audit_json: one event as its line's object", "[audit]") {
   CHECK(j["state"] == "lab.xml");
   CHECK(mama::cli::audit_line(j).find('\n') == std::string::npos);
   // Only stale events carry a verdict.
-  const mama::Event claimed{event_kind::claimed, "m", "lab.xml", r, "", 0s};
+  const mama::Event claimed{EventKind::claimed, "m", "lab.xml", r, "", 0s};
   CHECK_FALSE(mama::cli::audit_json(claimed, 0, origin, now).contains("verdict"));
 }
