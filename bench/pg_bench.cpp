@@ -57,7 +57,7 @@ void BM_claim_pg(benchmark::State& state, bool sync) {
   if (!sync) options += " -csynchronous_commit=off";
   try {
     mama::PgStateStore admin(server);
-    admin.exec("CREATE SCHEMA IF NOT EXISTS " + schema);
+    mama::detail::PgSql(admin).exec("CREATE SCHEMA IF NOT EXISTS " + schema);
     mama::PgStateStore store(with_options(server, options));
     {
       const auto path = mama_bench::lab_file("claim-pg", n, style::mama);

@@ -114,6 +114,28 @@ inline constexpr int skip_status = 77;
   std::exit(skip_status);
 }
 
+/// The reasons of the cases of this test program that skipped a check (see MAMA_SKIP). The
+/// program's main (tests/test_main.cpp) runs every case, then exits with skip_status when a case
+/// skipped and none failed, so CTest (SKIP_RETURN_CODE 77) reports the test as skipped, not passed.
+inline std::vector<std::string>& skipped_checks() {
+  static std::vector<std::string> reasons;
+  return reasons;
+}
+
+/// Records that a check of the running case did not run (says why on stderr); the case goes on.
+/// Use MAMA_SKIP to end the case there.
+inline void skip_check(const std::string& why) {
+  std::fprintf(stderr, "skipped: %s\n", why.c_str());
+  skipped_checks().push_back(why);
+}
+
+/// The main process's exit status after a Catch2 session: its failures (0 to 255) when any failed,
+/// else skip_status when a check was skipped, else 0.
+inline int exit_status_after(int failures) {
+  if (failures != 0) return failures == skip_status ? skip_status + 1 : failures;
+  return skipped_checks().empty() ? 0 : skip_status;
+}
+
 /// Polls `cond` every millisecond for up to `limit`; returns whether it became true.
 inline bool eventually(const std::function<bool()>& cond,
                        std::chrono::milliseconds limit = std::chrono::seconds(10)) {
@@ -247,3 +269,10 @@ class Background {
 };
 
 }  // namespace mama::test
+
+/// Ends the running test case as skipped (see skip_check): the other cases still run.
+#define MAMA_SKIP(why)             \
+  do {                             \
+    ::mama::test::skip_check(why); \
+    return;                        \
+  } while (false)

@@ -28,13 +28,13 @@ int run_export(Context& ctx, const ExportArgs& args) {
                     "; name the database with --state postgresql://USER@HOST/DB or MAMA_STATE");
 #if MAMA_CLI_WITH_PG
   auto& pg = std::get<PgStateStore>(ctx.any_store());
-  const auto count = pg.exec("SELECT count(*) FROM mama_machine");
-  if (count.empty() || count[0] == "0")
+  const std::size_t count = pg.begin_read().machines().size();
+  if (count == 0)
     throw error(errc::bad_state_file, pg.describe() + " holds no machines; nothing exported (" +
                                           esc(args.file) +
                                           " left as it was). Import a lab first: mama import FILE");
   export_xml(pg, args.file, args.force);
-  std::cout << "Exported " << count[0] << (count[0] == "1" ? " machine" : " machines") << " from "
+  std::cout << "Exported " << count << (count == 1 ? " machine" : " machines") << " from "
             << pg.describe() << " to " << esc(args.file) << '\n';
   return exit_status::ok;
 #else

@@ -17,7 +17,11 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <range/v3/range/conversion.hpp>
+#include <range/v3/view/join.hpp>
+#include <range/v3/view/transform.hpp>
 #include <set>
+#include <string_view>
 
 #include "audit.hpp"
 #include "cli.hpp"
@@ -26,6 +30,12 @@
 namespace mama::cli {
 
 namespace {
+
+// The texts of `items` with `separator` between them.
+template <class Texts>
+std::string joined(Texts&& items, std::string_view separator) {
+  return std::forward<Texts>(items) | ranges::views::join(separator) | ranges::to<std::string>();
+}
 
 struct StatsArgs {
   std::string since;
@@ -254,10 +264,10 @@ void print_table(const std::vector<std::vector<std::string>>& rows,
 
 void print_text_stats(const Stats& s, std::optional<std::int64_t> since,
                       const std::string& since_text) {
-  std::cout << "Audit log: ";
-  for (std::size_t i = 0; i < s.files.size(); ++i)
-    std::cout << (i ? ", " : "") << s.files[i].string();
-  std::cout << '\n';
+  std::cout << "Audit log: "
+            << joined(s.files | ranges::views::transform([](const auto& f) { return f.string(); }),
+                      ", ")
+            << '\n';
   std::cout << "Period: ";
   if (since)
     std::cout << "since " << local_time(std::to_string(*since)) << " (--since " << esc(since_text)
@@ -287,9 +297,8 @@ void print_text_stats(const Stats& s, std::optional<std::int64_t> since,
     std::cout << "\nStale jobs by job text:\n";
     std::vector<std::vector<std::string>> jrows{{"Stale", "Machines", "Job"}};
     for (const auto& [job, js] : sorted_jobs(s)) {
-      std::string machines;
-      for (const auto& m : js.machines) machines += (machines.empty() ? "" : ",") + esc(m);
-      jrows.push_back({std::to_string(js.stale), machines, esc(job)});
+      jrows.push_back({std::to_string(js.stale),
+                       joined(js.machines | ranges::views::transform(esc), ","), esc(job)});
     }
     print_table(jrows, {true, false, false});
   }

@@ -175,4 +175,26 @@ void HookRunner::wait_all() noexcept {
   supervisors_.clear();
 }
 
+bool runs_hook(EventKind kind) noexcept {
+  return kind == EventKind::stale_cleared || kind == EventKind::forced_clear;
+}
+
+std::vector<std::pair<std::string, std::string>> hook_environment(const Event& e,
+                                                                  const Origin& origin,
+                                                                  const std::string& time) {
+  return {
+      {"MAMA_EVENT", std::string(to_string(e.kind))},
+      {"MAMA_MACHINE", std::string(e.machine)},
+      {"MAMA_JOB", e.record.job},
+      {"MAMA_JOB_PID", e.record.pid},
+      {"MAMA_JOB_HOST", e.record.host},
+      {"MAMA_JOB_STARTED", e.record.timestamp},
+      {"MAMA_REASON", std::string(e.reason)},
+      {"MAMA_STATE", std::string(e.store)},
+      {"MAMA_HOST", origin.host},
+      {"MAMA_USER", origin.user},
+      {"MAMA_TIME", time},
+  };
+}
+
 }  // namespace mama::cli

@@ -8,16 +8,30 @@
 // hook in a process group of its own, and kills that whole group when the hook has not ended
 // within the timeout. It reports a hook that failed or was killed on stderr; mama goes on.
 // At exit, mama waits for its supervisors, which is bounded by the timeout.
+// Which events run it and what it is told: runs_hook, hook_environment.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <mama/events.hpp>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "audit_json.hpp"
+
 namespace mama::cli {
+
+/// Whether an event of this kind runs the hook: a stale job cleared, a job cleared with --force.
+bool runs_hook(EventKind kind) noexcept;
+
+/// The MAMA_* variables of the hook for `e`: MAMA_EVENT, MAMA_MACHINE, MAMA_JOB, MAMA_JOB_PID,
+/// MAMA_JOB_HOST, MAMA_JOB_STARTED, MAMA_REASON, MAMA_STATE, MAMA_HOST, MAMA_USER and MAMA_TIME
+/// (`time`, as in the event's JSON line).
+std::vector<std::pair<std::string, std::string>> hook_environment(const Event& e,
+                                                                  const Origin& origin,
+                                                                  const std::string& time);
 
 class HookRunner {
  public:

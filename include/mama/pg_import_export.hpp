@@ -69,7 +69,8 @@ inline ImportResult import_xml(XmlStateStore& xml, PgStateStore& pg, ImportOptio
                 "cannot import " + file + ": " + parsed.description() +
                     "; fix the file (it must be a mama.xml) and import again");
 
-  const auto existing = pg.exec("SELECT count(*) FROM mama_machine");
+  detail::PgSql raw(pg);
+  const auto existing = raw.exec("SELECT count(*) FROM mama_machine");
   if (!options.replace && !existing.empty() && existing[0] != "0")
     throw error(errc::invalid_argument, pg.describe() + " already holds " + existing[0] +
                                             " machines; import into an empty database, or replace "
@@ -85,7 +86,7 @@ inline ImportResult import_xml(XmlStateStore& xml, PgStateStore& pg, ImportOptio
       detail::pg_xml_writer w;
       top.print(w, "", pugi::format_raw);
       extras_sql += (extras_sql.empty() ? "" : ",") + std::string("(") + std::to_string(position) +
-                    ", " + pg.literal(w.out) + ")";
+                    ", " + raw.literal(w.out) + ")";
       ++result.others;
       continue;
     }
@@ -102,13 +103,13 @@ inline ImportResult import_xml(XmlStateStore& xml, PgStateStore& pg, ImportOptio
       const bool placeholder = key == "name" || job_field(key) != nullptr;
       if (auto member = job_field(key); member && (job.*member).empty())
         job.*member = f.text().get();
-      fields_sql += (fields_sql.empty() ? "" : ",\n") + std::string("(") + pg.literal(name) + ", " +
-                    std::to_string(++field_pos) + ", " + pg.literal(key) + ", " +
-                    (placeholder ? std::string("NULL") : pg.literal(f.text().get())) + ")";
+      fields_sql += (fields_sql.empty() ? "" : ",\n") + std::string("(") + raw.literal(name) +
+                    ", " + std::to_string(++field_pos) + ", " + raw.literal(key) + ", " +
+                    (placeholder ? std::string("NULL") : raw.literal(f.text().get())) + ")";
     }
-    machines_sql += (machines_sql.empty() ? "" : ",\n") + std::string("(") + pg.literal(name) +
+    machines_sql += (machines_sql.empty() ? "" : ",\n") + std::string("(") + raw.literal(name) +
                     ", " + std::to_string(position);
-    for (auto member : job_field_members) machines_sql += ", " + pg.literal(job.*member);
+    for (auto member : job_field_members) machines_sql += ", " + raw.literal(job.*member);
     machines_sql += ")";
     ++result.machines;
     if (!job.idle()) ++result.busy;
@@ -136,7 +137,7 @@ inline ImportResult import_xml(XmlStateStore& xml, PgStateStore& pg, ImportOptio
   if (!extras_sql.empty())
     sql += "INSERT INTO mama_extra (position, xml) VALUES " + extras_sql + ";\n";
   sql += "COMMIT";
-  pg.exec(sql);
+  raw.exec(sql);
   return result;
 }
 
@@ -144,7 +145,7 @@ inline ImportResult import_xml(XmlStateStore& xml, PgStateStore& pg, ImportOptio
 /// two-space indentation, empty fields as `<x/>`). Read in one snapshot. Throws mama::error.
 inline std::string export_xml_string(PgStateStore& pg) {
   // One statement, so one snapshot: machines with their field rows, and the other elements.
-  const auto rows = pg.exec_rows(
+  const auto rows = detail::PgSql(pg).exec_rows(
       "SELECT 0 AS kind, m.position, m.id, m.name, m.job, m.job_pid, m.job_timestamp, m.job_host, "
       "m.job_boot_id, m.job_start, m.job_token, f.position AS fpos, f.key, f.value, NULL AS xml "
       "FROM mama_machine m LEFT JOIN mama_field f ON f.machine_id = m.id "

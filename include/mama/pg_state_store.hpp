@@ -274,12 +274,15 @@ inline bool pg_descends_from(int pid, int ancestor) {
   return pid == ancestor;
 }
 
+class PgSql;
+
 }  // namespace detail
 
 /// The PostgreSQL store (see the top of this header).
 class PgStateStore {
   struct Shared;
   struct HoldState;
+  friend class detail::PgSql;  // raw SQL, for import/export and tests
 
  public:
   /// A claim's session-level advisory lock on one machine, on a connection of its own. Destroying
@@ -659,8 +662,44 @@ class PgStateStore {
   /// One row of a result: each column's text, nullopt for SQL NULL.
   using row = std::vector<std::optional<std::string>>;
 
+  /// The tables this store uses, created when missing. Safe to run concurrently.
+  static constexpr const char* schema_sql =
+      "BEGIN;\n"
+      "SELECT pg_advisory_xact_lock(7164011239658693729);\n"
+      "CREATE TABLE IF NOT EXISTS mama_machine (\n"
+      "  id bigint GENERATED ALWAYS AS IDENTITY UNIQUE,\n"
+      "  name text PRIMARY KEY,\n"
+      "  position bigint NOT NULL DEFAULT 0,\n"
+      "  job text NOT NULL DEFAULT '', job_pid text NOT NULL DEFAULT '',\n"
+      "  job_timestamp text NOT NULL DEFAULT '', job_host text NOT NULL DEFAULT '',\n"
+      "  job_boot_id text NOT NULL DEFAULT '', job_start text NOT NULL DEFAULT '',\n"
+      "  job_token text NOT NULL DEFAULT '');\n"
+      "COMMENT ON TABLE mama_machine IS 'mama lab machines; job_* as in mama.xml';\n"
+      "CREATE TABLE IF NOT EXISTS mama_field (\n"
+      "  machine_id bigint NOT NULL REFERENCES mama_machine(id) ON DELETE CASCADE,\n"
+      "  position integer NOT NULL,\n"
+      "  key text NOT NULL,\n"
+      "  value text,\n"
+      "  PRIMARY KEY (machine_id, position));\n"
+      "COMMENT ON COLUMN mama_field.value IS "
+      "'NULL: the place of name or a job field, whose value is in mama_machine';\n"
+      "CREATE TABLE IF NOT EXISTS mama_extra (position bigint PRIMARY KEY, xml text NOT NULL);\n"
+      "COMMENT ON TABLE mama_extra IS 'top-level elements of mama.xml other than machines';\n"
+      "CREATE TABLE IF NOT EXISTS mama_hold (\n"
+      "  machine_id bigint PRIMARY KEY REFERENCES mama_machine(id) ON DELETE CASCADE,\n"
+      "  confirmed timestamptz NOT NULL,\n"
+      "  deadline_ms integer NOT NULL,\n"
+      "  grace_ms integer NOT NULL);\n"
+      "COMMENT ON TABLE mama_hold IS 'per claimed machine: when its holder last confirmed its "
+      "hold (server clock), its deadline and kill grace; waiters wait until confirmed + "
+      "deadline + grace + their margin';\n"
+      "COMMIT";
+
+ private:
+  // Raw SQL, for detail::PgSql (import/export, tests): not part of the store's interface.
+
   /// Runs `sql` (one or more statements, no parameters) in a session of the pool and returns
-  /// the rows of the last result. For set-up, import/export and tests. Throws mama::error.
+  /// the rows of the last result. Throws mama::error.
   std::vector<row> exec_rows(const std::string& sql) {
     auto c = shared_->take_conn();
     detail::pg_result r(::PQexec(c.get(), sql.c_str()));
@@ -710,40 +749,6 @@ class PgStateStore {
     return out;
   }
 
-  /// The tables this store uses, created when missing. Safe to run concurrently.
-  static constexpr const char* schema_sql =
-      "BEGIN;\n"
-      "SELECT pg_advisory_xact_lock(7164011239658693729);\n"
-      "CREATE TABLE IF NOT EXISTS mama_machine (\n"
-      "  id bigint GENERATED ALWAYS AS IDENTITY UNIQUE,\n"
-      "  name text PRIMARY KEY,\n"
-      "  position bigint NOT NULL DEFAULT 0,\n"
-      "  job text NOT NULL DEFAULT '', job_pid text NOT NULL DEFAULT '',\n"
-      "  job_timestamp text NOT NULL DEFAULT '', job_host text NOT NULL DEFAULT '',\n"
-      "  job_boot_id text NOT NULL DEFAULT '', job_start text NOT NULL DEFAULT '',\n"
-      "  job_token text NOT NULL DEFAULT '');\n"
-      "COMMENT ON TABLE mama_machine IS 'mama lab machines; job_* as in mama.xml';\n"
-      "CREATE TABLE IF NOT EXISTS mama_field (\n"
-      "  machine_id bigint NOT NULL REFERENCES mama_machine(id) ON DELETE CASCADE,\n"
-      "  position integer NOT NULL,\n"
-      "  key text NOT NULL,\n"
-      "  value text,\n"
-      "  PRIMARY KEY (machine_id, position));\n"
-      "COMMENT ON COLUMN mama_field.value IS "
-      "'NULL: the place of name or a job field, whose value is in mama_machine';\n"
-      "CREATE TABLE IF NOT EXISTS mama_extra (position bigint PRIMARY KEY, xml text NOT NULL);\n"
-      "COMMENT ON TABLE mama_extra IS 'top-level elements of mama.xml other than machines';\n"
-      "CREATE TABLE IF NOT EXISTS mama_hold (\n"
-      "  machine_id bigint PRIMARY KEY REFERENCES mama_machine(id) ON DELETE CASCADE,\n"
-      "  confirmed timestamptz NOT NULL,\n"
-      "  deadline_ms integer NOT NULL,\n"
-      "  grace_ms integer NOT NULL);\n"
-      "COMMENT ON TABLE mama_hold IS 'per claimed machine: when its holder last confirmed its "
-      "hold (server clock), its deadline and kill grace; waiters wait until confirmed + "
-      "deadline + grace + their margin';\n"
-      "COMMIT";
-
- private:
   // A hold's state, shared by the hold and its heartbeat thread.
   struct HoldState {
     std::shared_ptr<Shared> shared;
@@ -1223,5 +1228,30 @@ class PgStateStore {
   std::shared_ptr<Shared> shared_;
 };
 static_assert(state_store<PgStateStore>);
+
+namespace detail {
+
+/// Raw SQL on a PgStateStore's sessions, for what the store's interface does not cover: moving a
+/// lab in and out (pg_import_export.hpp), and tests and benchmarks that set up or inspect the
+/// tables. Not part of the store's interface: statements here bypass its locks and checks.
+class PgSql {
+ public:
+  /// Copies of a store share its sessions, so a copy (or a temporary) serves as well.
+  explicit PgSql(PgStateStore store) : store_(std::move(store)) {}
+
+  /// Runs `sql` (one or more statements, no parameters) in a session of the pool and returns
+  /// the rows of the last result. Throws mama::error.
+  std::vector<PgStateStore::row> exec_rows(const std::string& sql) { return store_.exec_rows(sql); }
+  /// The first column of exec_rows(sql), NULL as empty text.
+  std::vector<std::string> exec(const std::string& sql) { return store_.exec(sql); }
+  /// `text` as an SQL literal for this database (PQescapeLiteral), for statements given to
+  /// exec(). Throws mama::error.
+  std::string literal(std::string_view text) { return store_.literal(text); }
+
+ private:
+  PgStateStore store_;
+};
+
+}  // namespace detail
 
 }  // namespace mama

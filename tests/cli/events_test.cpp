@@ -145,6 +145,38 @@ TEST_CASE("a claim that clears a stale job logs its events in order", "[events][
   }
 }
 
+TEST_CASE("through a symbolic link the audit log is the file's own, beside its lock files",
+          "[events][audit]") {
+  TempDir dir;
+  fs::create_directory(dir / "real");
+  const auto state = dir.path() / "real" / "lab.xml";
+  fs::copy_file(MAMA_SAMPLE_LAB, state);
+  const auto alias = dir.path() / "alias.xml";
+  fs::create_symlink(state, alias);
+  // The runtime directory of the file (XmlStateStore::runtime_dir), whatever name it is given.
+  const auto log = fs::path(fs::canonical(state).string() + ".d") / "audit.jsonl";
+
+  const auto r = run_mama({"--state", alias, "run", "charlie", "--job", "via alias", "--", "true"});
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("audit log") == std::string::npos);  // no failure to write it
+  CHECK_FALSE(fs::exists(alias.string() + ".d"));
+  REQUIRE(fs::exists(log));
+  CHECK(events_of(lines_of(log)) ==
+        std::vector<std::string>{"stale_detected", "stale_cleared", "claimed", "released"});
+
+  // A claim through the file's own name appends to the same log, and `stats` through either
+  // name reads it.
+  REQUIRE(run_mama({"--state", state, "run", "alpha", "--", "true"}).status == 0);
+  CHECK(lines_of(log).size() == 6);
+  for (const fs::path& name : {alias, state}) {
+    const auto stats = run_mama({"--state", name, "stats"});
+    INFO(stats.err);
+    CHECK(stats.status == 0);
+    CHECK(stats.out.starts_with("Audit log: " + log.string() + "\n"));
+  }
+}
+
 TEST_CASE("concurrent writers leave only whole lines", "[events][audit]") {
   TempDir dir;
   const auto log = dir.path() / "audit.jsonl";
@@ -456,6 +488,13 @@ TEST_CASE("mama stats counts stale jobs, blocked time and claims from the log", 
     CHECK(alpha["claims"] == 4);
     CHECK(alpha["blocked_mean_s"] == (600 + 1800 + 7200) / 3);
     CHECK(alpha["blocked_max_s"] == 7200);
+  }
+  SECTION("all time, as a table: the log's files and a job's machines, comma-separated") {
+    const auto r = run_mama({"--audit-log", log, "stats"});
+    REQUIRE(r.status == 0);
+    CHECK(r.out.starts_with("Audit log: " + log.string() + ".1, " + log.string() + "\n"));
+    CHECK(r.out.find("    3  alpha,bravo  nightly\n") != std::string::npos);
+    CHECK(r.out.find("    1  alpha        smoke\n") != std::string::npos);
   }
   SECTION("one machine, as a table") {
     const auto r = run_mama({"--audit-log", log, "stats", "--since", "7d", "--machine", "alpha"});

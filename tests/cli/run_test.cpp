@@ -239,8 +239,14 @@ TEST_CASE("bytes from the file reach the terminal only escaped: ESC, C1, invalid
     clean(lab.run({"info", "52:54:00:00:00:02"}, audit));
   }
   SECTION("wait and run status lines, clear, stats") {
-    clean(lab.run({"wait", "52:54:00:00:00:01", "--timeout", "0.2"}, audit));
-    clean(lab.run({"run", "52:54:00:00:00:01", "--timeout", "0.2", "--", "true"}, audit));
+    // 1.5 s: long enough that the status line of the first look is out before the timeout,
+    // even on a slow machine, so that it is checked too.
+    const auto wait = lab.run({"wait", "52:54:00:00:00:01", "--timeout", "1.5"}, audit);
+    CHECK(wait.err.find("waiting for machine") != std::string::npos);
+    clean(wait);
+    const auto run = lab.run({"run", "52:54:00:00:00:01", "--timeout", "1.5", "--", "true"}, audit);
+    CHECK(run.err.find("waiting for machine") != std::string::npos);
+    clean(run);
     clean(lab.run({"clear", "52:54:00:00:00:01"}, audit));
     clean(lab.run({"clear", "52:54:00:00:00:02"}, audit));
     clean(lab.run({"clear", "52:54:00:00:00:01", "--force"}, audit));

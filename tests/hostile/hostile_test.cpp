@@ -170,7 +170,9 @@ TEST_CASE("an external entity never pulls another file into the state or the out
         for (const auto& [k, v] : m.fields) CHECK_FALSE(leaks(v));
       }
     }
-    if (cli_built()) {
+    if (!cli_built()) {
+      mama::test::skip_check("the mama CLI was not built: its output is not checked for leaks");
+    } else {
       CHECK_FALSE(leaks(run_cli("--state " + state.string() + " list")));
       CHECK_FALSE(leaks(run_cli("--state " + state.string() + " info m")));
       CHECK_FALSE(leaks(run_cli("--state " + state.string() + " list --json")));
@@ -337,8 +339,7 @@ TEST_CASE("terminal escape sequences from the file are printed escaped", "[hosti
   }
   SECTION("mama list and mama info") {
     if (!cli_built()) {
-      WARN("the mama CLI was not built: list/info not checked");
-      return;
+      MAMA_SKIP("the mama CLI was not built: list/info not checked");
     }
     const std::string list = run_cli("--state " + state.string() + " list");
     INFO(list);

@@ -161,6 +161,11 @@ check "README.md has the C++ example under '## Claim a machine from C++'" test -
 check "the README example is tests/packaging/find_package/main.cpp" \
   cmp -s "$readme_example" "$src/tests/packaging/find_package/main.cpp"
 
+# range-v3 is the CLI's build dependency only: no installed header may need it (mama.pc cannot
+# require it: Debian's librange-v3-dev has no pkg-config file).
+check "no installed header includes range-v3" \
+  test -z "$(grep -rl 'range/v3' "$root/usr/include/mama" || true)"
+
 # With CMake: find_package(mama CONFIG) from <root>/usr.
 "$ctest" --build-and-test "$src/tests/packaging/find_package" "$work/find_package" \
   --build-generator "$generator" --build-makeprogram "$make_program" \

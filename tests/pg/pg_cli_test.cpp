@@ -22,6 +22,9 @@
 namespace {
 
 using mama::PgStateStore;
+
+// Raw SQL on the store's sessions, to set up and inspect the tables (not the store's interface).
+mama::detail::PgSql raw_sql(const PgStateStore& store) { return mama::detail::PgSql(store); }
 using mama::test::eventually;
 using mama::test::read_file;
 using mama::test::TempDir;
@@ -61,13 +64,14 @@ struct PgDatabase {
     static int counter = 0;
     name = "cli_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
     const std::string server = server_conninfo();
-    PgStateStore(server).exec("CREATE DATABASE " + name);
+    raw_sql(PgStateStore(server)).exec("CREATE DATABASE " + name);
     url = "postgresql://" + conninfo_value(server, "user") + "@" + conninfo_value(server, "host") +
           ":" + conninfo_value(server, "port") + "/" + name;
   }
   ~PgDatabase() {
     try {
-      PgStateStore(server_conninfo()).exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+      raw_sql(PgStateStore(server_conninfo()))
+          .exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
     } catch (...) {
     }
   }
@@ -83,9 +87,9 @@ struct PgDatabase {
   int holds() const {
     auto s = store();
     return std::stoi(
-        s.exec("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = "
-               "l.database WHERE l.locktype = 'advisory' AND l.granted AND "
-               "d.datname = current_database()")[0]);
+        raw_sql(s).exec("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = "
+                        "l.database WHERE l.locktype = 'advisory' AND l.granted AND "
+                        "d.datname = current_database()")[0]);
   }
 };
 
@@ -125,7 +129,9 @@ struct Background : mama::test::Background {
 std::vector<std::string> other_host(const std::string& name) {
   static const bool can = std::system("unshare --uts true >/dev/null 2>&1") == 0;
   if (!can) {
-    WARN("unshare --uts is not allowed here: the second host is this host");
+    mama::test::skip_check(
+        "unshare --uts is not allowed here: the second host is this host, so the job is not "
+        "checked from another host");
     return {};
   }
   return {"unshare", "--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", name};

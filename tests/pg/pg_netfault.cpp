@@ -214,7 +214,8 @@ int drive(const std::string& conninfo, int seconds, const std::string& ns_h,
   // The lab: one machine.
   {
     mama::PgStateStore admin(conninfo);
-    admin.exec("DELETE FROM mama_machine; INSERT INTO mama_machine (name) VALUES ('m')");
+    mama::detail::PgSql(admin).exec(
+        "DELETE FROM mama_machine; INSERT INTO mama_machine (name) VALUES ('m')");
   }
 
   const auto start_agent = [&](const std::string& ns, const std::string& host, unsigned seed) {

@@ -29,6 +29,19 @@ using mama::Event;
 using mama::EventKind;
 using mama::JobRecord;
 using mama::PgStateStore;
+
+// Raw SQL on the store's sessions, to set up and inspect the tables (not the store's interface).
+mama::detail::PgSql raw_sql(const PgStateStore& store) { return mama::detail::PgSql(store); }
+
+// Raw SQL is not part of the store's interface: only mama::detail::PgSql reaches it.
+template <class Store>
+concept raw_sql_in_interface = requires(Store& s) {
+  s.exec(std::string());
+}
+|| requires(Store& s) { s.exec_rows(std::string()); }
+|| requires(Store& s) { s.literal(std::string_view()); };
+static_assert(!raw_sql_in_interface<PgStateStore>);
+static_assert(raw_sql_in_interface<mama::detail::PgSql>);
 using mama::test::Child;
 using mama::test::TempDir;
 using namespace std::chrono_literals;
@@ -56,19 +69,19 @@ struct PgLab {
 
   void add_machine(const std::string& name, const JobRecord& job = {},
                    const std::vector<std::pair<std::string, std::string>>& fields = {}) {
-    const auto pg_literal = [this](std::string_view t) { return store.literal(t); };
+    const auto pg_literal = [this](std::string_view t) { return raw_sql(store).literal(t); };
     std::string sql =
         "INSERT INTO mama_machine (name, position, job, job_pid, job_timestamp, job_host, "
         "job_boot_id, job_start, job_token) VALUES (" +
         pg_literal(name) + ", (SELECT count(*) FROM mama_machine)";
     for (auto m : mama::job_field_members) sql += ", " + pg_literal(job.*m);
     sql += ")";
-    store.exec(sql);
+    raw_sql(store).exec(sql);
     int pos = 0;
     for (const auto& [k, v] : fields)
-      store.exec("INSERT INTO mama_field SELECT id, " + std::to_string(++pos) + ", " +
-                 pg_literal(k) + ", " + pg_literal(v) +
-                 " FROM mama_machine WHERE name = " + pg_literal(name));
+      raw_sql(store).exec("INSERT INTO mama_field SELECT id, " + std::to_string(++pos) + ", " +
+                          pg_literal(k) + ", " + pg_literal(v) +
+                          " FROM mama_machine WHERE name = " + pg_literal(name));
   }
   JobRecord record(const std::string& name) {
     auto tx = store.begin();
@@ -78,10 +91,10 @@ struct PgLab {
   }
   /// The server process holding machine `name`'s job lock, or 0.
   int hold_backend(const std::string& name) {
-    const auto rows = store.exec(
+    const auto rows = raw_sql(store).exec(
         "SELECT l.pid FROM pg_locks l JOIN mama_machine m ON l.objid::bigint = m.id "
         "WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.classid::bigint = " +
-        std::to_string(options.lock_space) + " AND m.name = " + store.literal(name));
+        std::to_string(options.lock_space) + " AND m.name = " + raw_sql(store).literal(name));
     return rows.empty() ? 0 : std::stoi(rows[0]);
   }
 
@@ -95,7 +108,7 @@ struct PgLab {
         options(make_options()),
         store(conninfo, options) {
     PgStateStore admin(server_conninfo());
-    admin.exec("CREATE SCHEMA " + schema);
+    raw_sql(admin).exec("CREATE SCHEMA " + schema);
   }
   static mama::PgStoreOptions make_options() {
     static int counter = 0;
@@ -168,8 +181,8 @@ inline bool steal_lock(PGconn* thief, PgStateStore& admin, long long lock_space,
   const std::string waiting =
       "SELECT 1 FROM pg_stat_activity WHERE pid = " + std::to_string(::PQbackendPID(thief)) +
       " AND wait_event_type = 'Lock'";
-  for (int i = 0; i < 1000 && admin.exec(waiting).empty(); ++i) ::usleep(5 * 1000);
-  admin.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
+  for (int i = 0; i < 1000 && raw_sql(admin).exec(waiting).empty(); ++i) ::usleep(5 * 1000);
+  raw_sql(admin).exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
   bool ok = false;
   while (PGresult* r = ::PQgetResult(thief)) {
     ok = ok || ::PQresultStatus(r) == PGRES_TUPLES_OK;
@@ -288,7 +301,7 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
     dead.boot_id = "boot-1";
     dead.token = "feedface";
     probe.spawn(4243);  // the PID even looks alive: the free hold decides
-    lab.store.exec(
+    raw_sql(lab.store).exec(
         "UPDATE mama_machine SET job = 'crashed', job_pid = '4243', job_host = 'testhost', "
         "job_boot_id = 'boot-1', job_token = 'feedface'");
     FakeGuard g(lab.store, "m", opt, clock, probe);
@@ -297,7 +310,7 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
     CHECK(lab.record("m").token == g.token());
   }
   SECTION("a record from another host whose hold is free is stale: holds span hosts") {
-    lab.store.exec(
+    raw_sql(lab.store).exec(
         "UPDATE mama_machine SET job = 'remote', job_pid = '1', job_host = 'other', "
         "job_boot_id = 'boot-9', job_token = 'abc'");
     FakeGuard g(lab.store, "m", opt, clock, probe);
@@ -310,7 +323,7 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
     REQUIRE(held);
     { auto done = std::move(holder_tx); }
     for (const char* host : {"testhost", "other"}) {
-      lab.store.exec(
+      raw_sql(lab.store).exec(
           std::string("UPDATE mama_machine SET job = 'live', job_pid = '999', job_host = '") +
           host + "', job_token = 'abc'");
       CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
@@ -321,47 +334,49 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
   }
   SECTION("legacy records without a token follow the PID rows") {
     SECTION("row 2: another host, no token: never probed from here") {
-      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '12', job_host = 'far'");
+      raw_sql(lab.store).exec(
+          "UPDATE mama_machine SET job = 'php job', job_pid = '12', job_host = 'far'");
       CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
       CHECK(probe.checks() == 0);
     }
     SECTION("row 3: another boot") {
-      lab.store.exec(
+      raw_sql(lab.store).exec(
           "UPDATE mama_machine SET job = 'php job', job_pid = '12', job_boot_id = 'boot-0'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
       CHECK(rec.reason_of(EventKind::stale_cleared) == "host rebooted since the job started");
     }
     SECTION("row 4: no PID, old timestamp") {
-      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
-                     std::to_string(now_s - 600) + "'");
+      raw_sql(lab.store).exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
+                              std::to_string(now_s - 600) + "'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
       CHECK(rec.reason_of(EventKind::stale_cleared) == "no PID, set 10 min ago");
     }
     SECTION("row 5: no PID, recent timestamp: running") {
-      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
-                     std::to_string(now_s - 5) + "'");
+      raw_sql(lab.store).exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
+                              std::to_string(now_s - 5) + "'");
       CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
     }
     SECTION("row 6: invalid PID") {
-      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = 'abc'");
+      raw_sql(lab.store).exec("UPDATE mama_machine SET job = 'php job', job_pid = 'abc'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
       CHECK(rec.reason_of(EventKind::stale_cleared) == "invalid PID");
     }
     SECTION("row 7: the process is gone") {
-      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '31337'");
+      raw_sql(lab.store).exec("UPDATE mama_machine SET job = 'php job', job_pid = '31337'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
       CHECK(rec.reason_of(EventKind::stale_cleared) == "process not running");
       CHECK(probe.checks() == 1);
     }
     SECTION("row 8: the PID was reused") {
       probe.spawn(500, 77);
-      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '500', job_start = '76'");
+      raw_sql(lab.store).exec(
+          "UPDATE mama_machine SET job = 'php job', job_pid = '500', job_start = '76'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
       CHECK(rec.reason_of(EventKind::stale_cleared) == "PID reused by another process");
     }
     SECTION("row 9: the process lives") {
       probe.spawn(500, 77);
-      lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '500'");
+      raw_sql(lab.store).exec("UPDATE mama_machine SET job = 'php job', job_pid = '500'");
       CHECK_FALSE(FakeGuard::try_claim(lab.store, "m", opt, clock, probe));
       CHECK(lab.record("m").job == "php job");
     }
@@ -453,10 +468,10 @@ TEST_CASE("a job's child processes keep the machine busy after the claimer is ki
 namespace {
 /// The server-side time (ms) since machine `name`'s holder last confirmed its hold, or -1.
 long long confirmed_age_ms(PgLab& lab, const std::string& name) {
-  const auto rows = lab.store.exec(
+  const auto rows = raw_sql(lab.store).exec(
       "SELECT (extract(epoch FROM clock_timestamp() - h.confirmed) * 1000)::bigint FROM mama_hold "
       "h JOIN mama_machine m ON m.id = h.machine_id WHERE m.name = " +
-      lab.store.literal(name));
+      raw_sql(lab.store).literal(name));
   return rows.empty() ? -1 : std::stoll(rows[0]);
 }
 long long ms_since(std::chrono::steady_clock::time_point t) {
@@ -492,7 +507,7 @@ TEST_CASE("a holder confirms its hold and keeps it when its session is cut and c
   // moment, but a waiter must not take the machine, and A's heartbeat takes its lock back.
   const int first = lab.hold_backend("m");
   REQUIRE(first != 0);
-  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
+  raw_sql(lab.store).exec("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
   CHECK_FALSE(HostGuard::try_claim(PgStateStore(lab.conninfo, lab.options), "m", go, {}, probe_b));
   const auto t0 = std::chrono::steady_clock::now();
   int again = 0;
@@ -586,9 +601,10 @@ TEST_CASE("a holder that cannot get its lock back within its deadline reports th
     tx.commit();
     ::usleep(300 * 1000);
     PgStateStore other(lab.conninfo);
-    other.exec("UPDATE mama_machine SET job_token = 'tok-b', job_host = 'host-b' WHERE name = 'm'");
+    raw_sql(other).exec(
+        "UPDATE mama_machine SET job_token = 'tok-b', job_host = 'host-b' WHERE name = 'm'");
     const auto t0 = std::chrono::steady_clock::now();
-    other.exec("SELECT pg_terminate_backend(" + std::to_string(h->backend_pid()) + ")");
+    raw_sql(other).exec("SELECT pg_terminate_backend(" + std::to_string(h->backend_pid()) + ")");
     while (!h->lost() && ms_since(t0) < 10000) ::usleep(10 * 1000);
     CHECK(h->lost());
     CHECK_THAT(h->lost_reason(), Catch::Contains("claimed by another job"));
@@ -668,7 +684,7 @@ TEST_CASE("a waiter takes a lost holder's machine only after its deadline, grace
   const int backend = lab.hold_backend("m");
   REQUIRE(backend != 0);
   const long long age_at_stop = confirmed_age_ms(lab, "m");
-  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
+  raw_sql(lab.store).exec("SELECT pg_terminate_backend(" + std::to_string(backend) + ")");
   const auto t0 = std::chrono::steady_clock::now();
   while (lab.hold_backend("m") != 0 && ms_since(t0) < 5000) ::usleep(10 * 1000);
   REQUIRE(lab.hold_backend("m") == 0);
@@ -745,7 +761,7 @@ TEST_CASE("a hold destroyed in a fork child leaves the parent's lock and session
   // Seen from a second session: the same backend still holds the parent's lock, and the record
   // is the parent's claim.
   PgStateStore other(lab.conninfo, lab.options);
-  const auto rows = other.exec(
+  const auto rows = raw_sql(other).exec(
       "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
       "AND l.classid::bigint = " +
       std::to_string(lab.options.lock_space));
@@ -868,7 +884,7 @@ TEST_CASE("a nested claim by a process of the job does not make the holder's hol
   // Heartbeats see the inner token, and so does a reconnection after the session is cut.
   ::usleep(4 * static_cast<useconds_t>(lab.options.heartbeat_period_ms) * 1000);
   const int first = lab.hold_backend("m");
-  lab.store.exec("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
+  raw_sql(lab.store).exec("SELECT pg_terminate_backend(" + std::to_string(first) + ")");
   ::usleep(static_cast<useconds_t>(lab.options.hold_deadline_ms) * 1000);
   CHECK(lab.hold_backend("m") != 0);
   CHECK(lab.hold_backend("m") != first);
@@ -928,7 +944,7 @@ TEST_CASE("SQL text is quoted by libpq whatever standard_conforming_strings says
     std::string conninfo = lab.conninfo;  // ... options='-csearch_path=<lab>'
     conninfo.insert(conninfo.rfind('\''), std::string(" -cstandard_conforming_strings=") + scs);
     PgStateStore store(conninfo, lab.options);
-    CHECK(store.exec("SHOW standard_conforming_strings")[0] == scs);
+    CHECK(raw_sql(store).exec("SHOW standard_conforming_strings")[0] == scs);
     JobRecord r = job_of(R"(it's a \'job\' with \\ and \x41 and '' quotes)", "12");
     r.token = "t\\";
     {
@@ -938,7 +954,7 @@ TEST_CASE("SQL text is quoted by libpq whatever standard_conforming_strings says
       tx.commit();
     }
     CHECK(lab.record("m") == r);
-    CHECK(store.exec("SELECT " + store.literal(r.job))[0] == r.job);
+    CHECK(raw_sql(store).exec("SELECT " + raw_sql(store).literal(r.job))[0] == r.job);
   }
 }
 
@@ -1073,7 +1089,7 @@ TEST_CASE("import and export move a lab between mama.xml and PostgreSQL keeping 
     mama::test::write_file(xml_path, own);
     mama::XmlStateStore xml(xml_path);
     mama::import_xml(xml, lab.store);
-    lab.store.exec("UPDATE mama_machine SET job = 'running now' WHERE name = 'a-first'");
+    raw_sql(lab.store).exec("UPDATE mama_machine SET job = 'running now' WHERE name = 'a-first'");
     try {
       mama::import_xml(xml, lab.store);
       FAIL("second import did not throw");
@@ -1096,6 +1112,6 @@ TEST_CASE("import and export move a lab between mama.xml and PostgreSQL keeping 
         "<?xml version=\"1.0\"?>\n<settings><machine><mac>x</mac></machine></settings>\n");
     mama::XmlStateStore xml(xml_path);
     CHECK_THROWS_AS(mama::import_xml(xml, lab.store), mama::error);
-    CHECK(lab.store.exec("SELECT count(*) FROM mama_machine")[0] == "0");
+    CHECK(raw_sql(lab.store).exec("SELECT count(*) FROM mama_machine")[0] == "0");
   }
 }
