@@ -77,7 +77,7 @@ struct Event {
   EventKind kind;
   std::string_view machine;
   std::string_view store;              ///< the store's description (the file)
-  const JobRecord& record;             ///< the record concerned (see event_kind)
+  const JobRecord& record;             ///< the record concerned (see EventKind)
   std::string_view reason;             ///< the staleness reason or error text, when there is one
   std::chrono::nanoseconds waited{0};  ///< time spent waiting so far in this claim
 };

@@ -9,7 +9,7 @@
 // - Save (journaled_save): write the journal to `journal.tmp` (O_EXCL|O_NOFOLLOW, the file's
 //   group and mode), fsync it, rename it to `journal`, fsync the directory; then cut mama.xml
 //   after the bytes old and new content share (never past the closing </settings>, never to
-//   zero) and write the rest; fdatasync; remove the journal. The steps are save_step values, in
+//   zero) and write the rest; fdatasync; remove the journal. The steps are SaveStep values, in
 //   this order, reported to the test-only crash hook.
 // - Recovery (recover_journal), under the state lock before a transaction reads the file:
 //   - no `journal`: nothing to do (a lone `journal.tmp` never reached mama.xml; the next save
