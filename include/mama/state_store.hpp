@@ -31,16 +31,27 @@
 // | `w.fd()`, `w.drain()`     | `int`, `void`               | readable on change (-1: none)      |
 // | **listing_state_store**   |                             |                                    |
 // | `t.machines()`            | `vector<MachineInfo>`       | every machine, in order (E)        |
+// | `for_each_machine(t, fn)` | `void`                      | fn(const MachineInfo&) per machine |
+// |                           |                             | in order (E); free function, below |
 // | **optional** (detected)   |                             |                                    |
 // | `s.holds_span_hosts()`    | `bool`                      | holds decide across hosts          |
 // | `t.hold_owner(m)`         | `optional<ProcessIdentity>` | a live holder of m's hold          |
 // | `h.on_lost(fn)`           | `void`                      | fn called once if the hold is lost |
+// | `t.for_each_machine(fn)`  | `void`                      | as the free function, one machine  |
+// |                           |                             | at a time (no vector of them)      |
+//
+// A sweep (`mama list`, `info`, `stats`, `clear all`, MAC lookup) reads machines through the
+// free function mama::for_each_machine(t, fn): it calls the transaction's own for_each_machine
+// when there is one (a store that hands out one machine at a time, reusing one object, so that
+// the caller keeps only what it shows), else iterates t.machines(). `fn` must copy what it keeps:
+// the MachineInfo it is given may be reused for the next machine.
 //
 // Holds are movable; destroying one releases the kernel lock (unless child processes that
 // inherited it still run). Models: MemoryStateStore (here), XmlStateStore (asserted in
 // guard.hpp), PgStateStore: all four concepts.
 #pragma once
 
+#include <atomic>
 #include <concepts>
 #include <functional>
 #include <map>
@@ -93,6 +104,18 @@ template <class S>
 concept listing_state_store = state_store<S> && requires(const typename S::transaction& ct) {
   { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
 };
+
+/// Calls `fn(const MachineInfo&)` for every machine of transaction `t`, in order: through
+/// `t.for_each_machine(fn)` when the transaction has it, else over `t.machines()`. The
+/// MachineInfo given to `fn` is valid only during the call. Throws what the store throws.
+template <class Transaction, class Fn>
+void for_each_machine(Transaction& t, Fn&& fn) {
+  if constexpr (requires { t.for_each_machine(fn); }) {
+    t.for_each_machine(fn);
+  } else {
+    for (const MachineInfo& m : t.machines()) fn(m);
+  }
+}
 
 /// A store in memory, for tests, benchmarks and programs that keep state elsewhere. Copies
 /// share one state, protected by a mutex, so threads of one process can race on it. Holds are
@@ -155,6 +178,12 @@ class MemoryStateStore {
       return staged_[it].job;
     }
     std::vector<MachineInfo> machines() const { return staged_; }
+    /// fn(const MachineInfo&) for each machine, in order, without copying them.
+    template <class Fn>
+    void for_each_machine(Fn&& fn) const {
+      ++state_->for_each_calls;
+      for (const MachineInfo& m : staged_) fn(m);
+    }
     void write(std::string_view m, const JobRecord& r) {
       const auto it = index_of(m);
       if (it == staged_.size())
@@ -244,6 +273,8 @@ class MemoryStateStore {
     std::lock_guard lock(state_->mutex);
     state_->fail_next_commit = true;
   }
+  /// How many times a transaction's for_each_machine ran (a test sees that sweeps use it).
+  std::size_t for_each_calls() const { return state_->for_each_calls.load(); }
   /// How many commits saved something.
   std::size_t commits() const {
     std::lock_guard lock(state_->mutex);
@@ -261,6 +292,7 @@ class MemoryStateStore {
     bool exact = true;
     bool fail_next_commit = false;
     std::size_t commits = 0;
+    std::atomic<std::size_t> for_each_calls{0};
   };
   std::shared_ptr<State> state_;
 };
