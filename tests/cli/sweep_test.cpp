@@ -1,7 +1,8 @@
 // tests/cli/sweep_test.cpp — how a sweep over the lab (`mama list`, `info`, `stats`, `clear
 // all`, MAC lookup) reads it: mama::for_each_machine (the transaction's own, or machines()),
 // the flock holds of a whole runtime directory from one read of /proc/locks (checked against
-// real flocks of real processes, really killed).
+// real flocks of real processes, really killed), and `mama list` using them instead of opening
+// each held lock file, with the same verdicts and the same bytes of output.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -204,3 +205,99 @@ TEST_CASE("for_each_machine uses the transaction's own when it has one, else mac
   CHECK(t.listed == 2);
 }
 
+namespace {
+struct Lab {
+  TempDir dir;
+  fs::path file = dir / "mama.xml";
+  explicit Lab(const std::string& content) { write_file(file, content); }
+  Result run(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"--state", file.string()});
+    return mama::test::run_mama(args);
+  }
+};
+
+std::string lab_of(const std::vector<std::string>& names) {
+  std::string s = "<?xml version=\"1.0\"?>\n<settings>\n";
+  int i = 0;
+  for (const auto& n : names)
+    s += "  <machine>\n    <name>" + n + "</name>\n    <mac>52:54:00:00:00:1" +
+         std::to_string(i++) + "</mac>\n    <ip>10.0.0.1</ip>\n  </machine>\n";
+  return s + "</settings>\n";
+}
+
+// Opens of `path` seen by an inotify watch since the last call.
+struct OpenWatch {
+  int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  explicit OpenWatch(const fs::path& path) {
+    REQUIRE(fd >= 0);
+    REQUIRE(::inotify_add_watch(fd, path.c_str(), IN_OPEN) >= 0);
+  }
+  ~OpenWatch() { ::close(fd); }
+  int opens() {
+    alignas(inotify_event) char buf[4096];
+    int n = 0;
+    for (;;) {
+      const ssize_t got = ::read(fd, buf, sizeof buf);
+      if (got <= 0) return n;
+      for (ssize_t at = 0; at < got;) {
+        const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
+        if (e->mask & IN_OPEN) ++n;
+        at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+      }
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("list learns a live job's hold from /proc/locks without opening its lock file",
+          "[sweep][cli]") {
+  Lab l(lab_of({"m", "n"}));
+  const fs::path pidfile = l.dir / "cmd.pid";
+  Background holder(
+      mama::test::mama_argv({"--state", l.file.string(), "run", "m", "--job", "long job", "--",
+                             "sh", "-c", "echo $$ > " + pidfile.string() + "; exec sleep 100"}),
+      mama::test::run_env({}), l.dir / "h.out", l.dir / "h.err");
+  REQUIRE(eventually([&] { return read_file(pidfile).find('\n') != std::string::npos; }));
+  const pid_t sleeper = std::stoi(read_file(pidfile));
+  const fs::path lock = l.dir / "mama.xml.d" / mama::detail::lock_file_name("m");
+  REQUIRE(listed(lock));
+  OpenWatch watch(lock);
+
+  const Result busy = l.run({"list"});
+  CHECK(busy.status == 0);
+  CHECK(busy.out.find("long job\n") != std::string::npos);
+  CHECK(busy.out.find("[STALE]") == std::string::npos);
+  CHECK(watch.opens() == 0);  // held per /proc/locks: no try-lock
+
+  // `mama run` SIGKILLed, its command still running with the inherited lock: still busy.
+  CHECK(holder.signal_and_wait(SIGKILL) == 128 + SIGKILL);
+  const Result leftover = l.run({"list"});
+  CHECK(leftover.out.find("long job\n") != std::string::npos);
+  CHECK(leftover.out.find("[STALE]") == std::string::npos);
+
+  // Everything gone: /proc/locks no longer lists the file, so list probes it (opens it, takes
+  // the free lock) and the job is stale.
+  ::kill(sleeper, SIGKILL);
+  REQUIRE(eventually([&] { return !listed(lock); }));
+  watch.opens();
+  const Result stale = l.run({"list"});
+  CHECK(stale.out.find("long job [STALE]\n") != std::string::npos);
+  CHECK(watch.opens() >= 1);
+}
+
+TEST_CASE("list --json prints exactly what nlohmann::json prints for the whole document",
+          "[sweep][cli]") {
+  for (const std::string& content :
+       {lab_of({"b", "a", "c\"q"}), lab_of({}),
+        std::string("<?xml version=\"1.0\"?>\n<settings>\n  <machine>\n    <name>x</name>\n"
+                    "    <job>run t</job>\n    <job_pid>4194305</job_pid>\n"
+                    "    <job_timestamp>1700000000</job_timestamp>\n  </machine>\n"
+                    "  <machine>\n    <name>y</name>\n  </machine>\n</settings>\n")}) {
+    Lab l(content);
+    const Result r = l.run({"list", "--json"});
+    REQUIRE(r.status == 0);
+    const auto j = nlohmann::ordered_json::parse(r.out);
+    CHECK(r.out == j.dump(2) + "\n");
+    CHECK(j["state"] == l.file.string());
+  }
+}
