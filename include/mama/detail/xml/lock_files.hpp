@@ -11,9 +11,11 @@
 // - A sweep over a whole lab learns which lock files are held from one read of /proc/locks
 //   (flock_snapshot) instead of one try-lock per machine. /proc/locks is evidence of a hold,
 //   never of its absence: the kernel leaves out locks whose taker it cannot show in /proc's PID
-//   namespace (another container's; outside the initial namespace, also one whose taker exited
-//   while a child that inherited the descriptor keeps the lock). So a listed file is held, and
-//   any other is probed as before.
+//   namespace (another container's; outside the initial namespace, and in it before Linux 4.19,
+//   also one whose taker exited while a child that inherited the descriptor keeps the lock), and
+//   it names a file by its superblock's device, which is not what stat() says for a file in a
+//   btrfs subvolume. So a listed file is held, and any other is probed as before (a stale job's
+//   lock file costs what it did; a live one's is a stat).
 #pragma once
 
 #include <dirent.h>
