@@ -249,9 +249,22 @@ struct OpenWatch {
 };
 }  // namespace
 
+// `count` machines s00, s01, ... whose records mama wrote (a token) for a holder that is gone.
+std::string stale_claims(int count) {
+  std::string s;
+  for (int i = 0; i < count; ++i)
+    s += "  <machine>\n    <name>s" + std::to_string(10 + i) +
+         "</name>\n    <job>old job</job>\n    <job_pid>4194305</job_pid>\n"
+         "    <job_token>0123456789abcdef0123456789abcdef</job_token>\n  </machine>\n";
+  return s;
+}
+
 TEST_CASE("list learns a live job's hold from /proc/locks without opening its lock file",
           "[sweep][cli]") {
-  Lab l(lab_of({"m", "n"}));
+  // /proc/locks is read once more than 16 records with a token needed a hold: m comes after 17.
+  std::string content = lab_of({"m", "n"});
+  content.insert(content.find("  <machine>"), stale_claims(17));
+  Lab l(content);
   const fs::path pidfile = l.dir / "cmd.pid";
   Background holder(
       mama::test::mama_argv({"--state", l.file.string(), "run", "m", "--job", "long job", "--",
@@ -266,14 +279,14 @@ TEST_CASE("list learns a live job's hold from /proc/locks without opening its lo
   const Result busy = l.run({"list"});
   CHECK(busy.status == 0);
   CHECK(busy.out.find("long job\n") != std::string::npos);
-  CHECK(busy.out.find("[STALE]") == std::string::npos);
+  CHECK(busy.out.find("old job [STALE]\n") != std::string::npos);
   CHECK(watch.opens() == 0);  // held per /proc/locks: no try-lock
 
   // `mama run` SIGKILLed, its command still running with the inherited lock: still busy.
   CHECK(holder.signal_and_wait(SIGKILL) == 128 + SIGKILL);
   const Result leftover = l.run({"list"});
   CHECK(leftover.out.find("long job\n") != std::string::npos);
-  CHECK(leftover.out.find("[STALE]") == std::string::npos);
+  CHECK(leftover.out.find("long job [STALE]") == std::string::npos);
 
   // Everything gone: /proc/locks no longer lists the file, so list probes it (opens it, takes
   // the free lock) and the job is stale.
@@ -297,7 +310,7 @@ TEST_CASE("list --json prints exactly what nlohmann::json prints for the whole d
     const Result r = l.run({"list", "--json"});
     REQUIRE(r.status == 0);
     const auto j = nlohmann::ordered_json::parse(r.out);
-    CHECK(r.out == j.dump(2) + "\n");
+    CHECK(r.out == j.dump(2) + "\n");  // the same bytes as print_json's
     CHECK(j["state"] == l.file.string());
   }
 }
