@@ -35,7 +35,7 @@ struct Row {
   bool started = false;
   bool only_vm = false;
   std::string job;
-  verdict v = verdict::idle;
+  Verdict v = Verdict::idle;
 };
 
 // `list --json` keeps each machine as the text it prints: `name` and one element of "machines".
@@ -98,7 +98,7 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
     auto tx = begin_view(store);
     Sweep<Store> sweep(ctx, store, tx);
     for_each_machine(tx, [&](const MachineInfo& m) {
-      const Assessment a = m.name.empty() ? Assessment{verdict::invalid, "machine without a name"}
+      const Assessment a = m.name.empty() ? Assessment{Verdict::invalid, "machine without a name"}
                                           : sweep.look(m.name, m.job);
       if (args.json) {
         items.push_back({m.name, json_element(machine_json(m, a))});
@@ -146,8 +146,8 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
     for (const auto& [value, width] : ranges::views::zip(values, widths))
       out += php_cell(value, width);
     out += esc(r.job);
-    if (r.v == verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
-    if (r.v == verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");
+    if (r.v == Verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
+    if (r.v == Verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");
     out += '\n';
   }
   std::cout << out << std::flush;

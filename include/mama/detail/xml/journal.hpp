@@ -90,12 +90,12 @@ inline bool rewrite_in_place(int fd, std::string_view current, std::string_view 
   const auto close_tag = std::min(current.rfind("</settings>"), content.rfind("</settings>"));
   if (close_tag != std::string_view::npos) keep = std::min(keep, close_tag);
   if (::ftruncate(fd, static_cast<off_t>(keep)) != 0) return false;
-  io.step(save_step::file_truncated);
+  io.step(SaveStep::file_truncated);
   std::string_view rest = content.substr(keep);
   if (io.hooked() && rest.size() > 1) {
     const auto half = rest.size() / 2;
     if (!pwrite_all(fd, rest.substr(0, half), static_cast<off_t>(keep))) return false;
-    io.step(save_step::file_half_written);
+    io.step(SaveStep::file_half_written);
     if (!pwrite_all(fd, rest.substr(half), static_cast<off_t>(keep + half))) return false;
   } else if (!pwrite_all(fd, rest, static_cast<off_t>(keep))) {
     return false;
@@ -133,12 +133,12 @@ inline void journaled_save(int dir, int fd, std::string_view old_content, std::s
                   " was not changed");
     }
   }
-  io.step(save_step::journal_written);
+  io.step(SaveStep::journal_written);
   if (::renameat(dir, journal_tmp_name, dir, journal_file_name) != 0)
     throw_errno("cannot put the save journal in place in " + f.runtime.string() + "; " + io.file() +
                 " was not changed");
   if (io.sync) ::fsync(dir);
-  io.step(save_step::journal_renamed);
+  io.step(SaveStep::journal_renamed);
   if (!rewrite_in_place(fd, old_content, content, io)) {
     const int saved = errno;
     // Put the old content back: the file still starts with the bytes old and new share, so
@@ -148,13 +148,13 @@ inline void journaled_save(int dir, int fd, std::string_view old_content, std::s
     errno = saved;
     throw_errno("cannot write " + io.file());
   }
-  io.step(save_step::file_written);
+  io.step(SaveStep::file_written);
   ::unlinkat(dir, journal_file_name, 0);
-  io.step(save_step::journal_removed);
+  io.step(SaveStep::journal_removed);
 }
 
 /// What recover_journal() did.
-enum class journal_outcome {
+enum class JournalOutcome {
   none,       ///< there was no journal
   invalid,    ///< the journal was incomplete or not ours: not applied (removed unless read-only)
   discarded,  ///< an intact journal that mama.xml is not a proper prefix of: mama.xml untouched
@@ -164,16 +164,16 @@ enum class journal_outcome {
 /// Finishes or discards a save that a killed process left half done (see the top of this
 /// header). `dir`: the runtime directory; `fd`: the state file, holding the state lock.
 /// Throws mama::error naming the file.
-inline journal_outcome recover_journal(int dir, int fd, bool read_only, const opened_file& f,
+inline JournalOutcome recover_journal(int dir, int fd, bool read_only, const opened_file& f,
                                        const save_io& io) {
   unique_fd j(::openat(dir, journal_file_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!j) return journal_outcome::none;
+  if (!j) return JournalOutcome::none;
   std::string journal;
   const bool readable = pread_all(j.get(), journal, io.max_file_size + 100);
   const auto content = readable ? journal_content(journal) : std::nullopt;
   if (!content) {
     if (!read_only) ::unlinkat(dir, journal_file_name, 0);  // never reached mama.xml
-    return journal_outcome::invalid;
+    return JournalOutcome::invalid;
   }
   std::string current;
   read_state_bytes(fd, current, io);
@@ -189,7 +189,7 @@ inline journal_outcome recover_journal(int dir, int fd, bool read_only, const op
       throw_errno("cannot restore " + io.file() + " from its journal");
   }
   if (!read_only) ::unlinkat(dir, journal_file_name, 0);
-  return replay ? journal_outcome::replayed : journal_outcome::discarded;
+  return replay ? JournalOutcome::replayed : JournalOutcome::discarded;
 }
 
 }  // namespace mama::detail
