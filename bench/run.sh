@@ -148,6 +148,7 @@ set ytics ("100 µs" 1e5, "1 ms" 1e6, "10 ms" 1e7, "100 ms" 1e8, "1 s" 1e9, "10 
 plot "$results/process.dat" using 1:4 with linespoints lw 2 title "PHP tool: claim + release (php)", \
      "" using 1:3 with linespoints lw 2 title "mama run m -- true (synced)", \
      "" using 1:2 with linespoints lw 2 title "mama list", \
+     "" using 1:10 with linespoints lw 2 title "mama list, records mama wrote", \
      "" using 1:6 with lines dt 2 title "mama --version", \
      "" using 1:5 with lines dt 3 title "/bin/true"
 set title "peak RSS"

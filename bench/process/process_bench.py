@@ -8,12 +8,16 @@ Every command runs in one hyperfine invocation (so medians and ratios come from 
   /bin/true                          the floor of any process start
   mama --version                     start-up only
   mama --state F list                N = each size
+  mama --state F list                the same on a lab whose records mama wrote (list-mama)
   mama --state F run lab-00002 -- /bin/true   (default settings: synced)
   php php_claim_release.php ...      the PHP tool's own claim + release (when php and its sources
                                      are there; skipped otherwise, and the report says so)
 Labs: N machines as bench/bench_support.hpp writes them with PHP-tool records: a third dead holders
 (PIDs with no process), a third running (a `sleep` this script started), a third idle; lab-00002
-is idle. Each command kind has its own copy of the file. Peak RSS: wait4() of one extra run each.
+is idle. Each command kind has its own copy of the file. `list-mama/N` lists a lab whose records
+mama wrote (with a claim token, so the machine's lock file decides): a third held by a live
+process (one process holding their flocks, as a job holds what `mama run` took), a third whose
+holder is gone (lock file there, free), a third idle. Peak RSS: wait4() of one extra run each.
 Writes PREFIX.json (hyperfine's), PREFIX.md (tables) and PREFIX.dat (gnuplot data).
 """
 import argparse
@@ -46,7 +50,19 @@ def dead_pids(count):
     return out
 
 
-def write_lab(path, n, running_pid, dead):
+def php_records(running_pid, dead):
+    """The job fields of machine i as the PHP tool writes them (see the top)."""
+    def job(i):
+        role = i % 3
+        if role == 2:
+            return [("job", ""), ("job_pid", ""), ("job_timestamp", "")]
+        pid = str(dead[i // 3]) if role == 0 else str(running_pid)
+        return [("job", f"run test-job-{i} x86_64/fedora"), ("job_pid", pid),
+                ("job_timestamp", "1763047845")]
+    return job
+
+
+def write_lab(path, n, job_fields):
     def field(k, v):
         return f"    <{k}/>\n" if v == "" else f"    <{k}>{v}</{k}>\n"
     parts = ['<?xml version="1.0"?>\n<settings>\n']
@@ -55,13 +71,7 @@ def write_lab(path, n, running_pid, dead):
         parts.append(field("name", f"lab-{i:05d}"))
         for k, v in FIELDS:
             if k == "startcmd":
-                role = i % 3
-                if role == 2:
-                    job = pid = ts = ""
-                else:
-                    job, ts = f"run test-job-{i} x86_64/fedora", "1763047845"
-                    pid = str(dead[i // 3]) if role == 0 else str(running_pid)
-                parts += [field("job", job), field("job_pid", pid), field("job_timestamp", ts)]
+                parts += [field(jk, jv) for jk, jv in job_fields(i)]
             if k == "mac":
                 v = f"aa:bb:cc:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
             elif k == "ip":
@@ -72,6 +82,54 @@ def write_lab(path, n, running_pid, dead):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         f.write("".join(parts))
+
+
+HOLD_LOCKS = r"""
+import fcntl, os, resource, sys, time
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+fds = []
+for p in sys.stdin.read().split("\n"):
+    if p:
+        fd = os.open(p, os.O_RDONLY | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fds.append(fd)
+print("ready", flush=True)
+time.sleep(10 ** 7)
+"""
+
+
+def mama_lab(path, n, dead):
+    """A lab whose records mama wrote (see the top); returns the process holding the live ones'
+    lock files (kill it when done)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    runtime = os.path.realpath(path) + ".d"
+    os.makedirs(runtime, exist_ok=True)
+    lock = lambda i: os.path.join(runtime, f"machine.lab-{i:05d}.lock")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCKS], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    holder.stdin.write("\n".join(lock(i) for i in range(0, n, 3)))
+    holder.stdin.close()
+    if holder.stdout.readline().strip() != "ready":
+        raise SystemExit("process_bench: the lock holder did not start (too many open files?)")
+    with open(f"/proc/{holder.pid}/stat") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        boot = f.read().strip()
+    host = os.uname().nodename
+
+    def job(i):
+        role = i % 3
+        if role == 2:
+            return [("job", ""), ("job_pid", ""), ("job_timestamp", "")]
+        if role == 1:
+            open(lock(i), "a").close()  # a claim made it; its holder is gone
+        pid, st = (holder.pid, start) if role == 0 else (dead[i // 3], "1")
+        return [("job", f"run test-job-{i} x86_64/fedora"), ("job_pid", str(pid)),
+                ("job_timestamp", "1763047845"), ("job_host", host), ("job_boot_id", boot),
+                ("job_start", st), ("job_token", os.urandom(16).hex())]
+    write_lab(path, n, job)
+    return holder
 
 
 def peak_rss_kib(argv):
@@ -145,14 +203,18 @@ def main():
     with_php = not php_reason
 
     holder = subprocess.Popen(["sleep", "100000"])
+    lock_holders = []
     try:
         dead = dead_pids(max(sizes) // 3 + 1)
         labs = {}
         for n in sizes:
             for kind in ("list", "run", "php"):
                 path = os.path.join(a.state_dir, f"{n}-{kind}", "mama.xml")
-                write_lab(path, n, holder.pid, dead)
+                write_lab(path, n, php_records(holder.pid, dead))
                 labs[(n, kind)] = path
+            path = os.path.join(a.state_dir, f"{n}-list-mama", "mama.xml")
+            lock_holders.append(mama_lab(path, n, dead))
+            labs[(n, "list-mama")] = path
         # The disk's floor for a synced `run`: one process making six synced 4 KiB writes (a synced
         # claim + release flushes six times: journal, its directory entry, mama.xml; twice).
         floor_file = os.path.join(a.state_dir, "sync-floor")
@@ -161,6 +223,7 @@ def main():
                            "oflag=dsync", "status=none"])]
         for n in sizes:
             cmds.append((f"list/{n}", [a.mama, "--state", labs[(n, "list")], "list"]))
+            cmds.append((f"list-mama/{n}", [a.mama, "--state", labs[(n, "list-mama")], "list"]))
             cmds.append((f"run/{n}", [a.mama, "--state", labs[(n, "run")], "run", "lab-00002",
                                       "--", "/bin/true"]))
             if with_php:
@@ -174,8 +237,9 @@ def main():
         subprocess.run(hf, check=True, stdout=sys.stderr)
         rss = {name: peak_rss_kib(argv) for name, argv in cmds}
     finally:
-        holder.kill()
-        holder.wait()
+        for p in [holder, *lock_holders]:
+            p.kill()
+            p.wait()
 
     with open(a.out + ".json") as f:
         med = {r["command"]: statistics.median(r["times"]) for r in json.load(f)["results"]}
@@ -193,19 +257,20 @@ def main():
     md.append(f"| `dd ... bs=4096 count=6 oflag=dsync` (six synced writes: the disk floor of a "
               f"synced `run`) | {fmt_time(g('sync6'))} | {g('sync6') / g('true'):.1f}× "
               f"| {fmt_kib(rss['sync6'])} |\n")
-    head = "| machines | file | `mama list` | `mama run m -- true` (synced) |"
-    sep = "|---:|---:|---:|---:|"
+    head = ("| machines | file | `mama list` | `mama list`, records mama wrote | "
+            "`mama run m -- true` (synced) |")
+    sep = "|---:|---:|---:|---:|---:|"
     if with_php:
         head += " PHP tool: claim + release (`php`) | PHP / `mama run` |"
         sep += "---:|---:|"
     head += " RSS `list` | RSS `run` |" + (" RSS PHP |" if with_php else "")
     sep += "---:|---:|" + ("---:|" if with_php else "")
     md += [head, sep]
-    dat = ["# machines list run php true version rss_list_kib rss_run_kib rss_php_kib"]
+    dat = ["# machines list run php true version rss_list_kib rss_run_kib rss_php_kib list_mama"]
     for n in sizes:
         size = os.path.getsize(labs[(n, "list")])
         row = (f"| {n:,} | {size / 1024:,.0f} KiB | {fmt_time(g(f'list/{n}'))} | "
-               f"{fmt_time(g(f'run/{n}'))} |")
+               f"{fmt_time(g(f'list-mama/{n}'))} | {fmt_time(g(f'run/{n}'))} |")
         if with_php:
             row += f" {fmt_time(g(f'php/{n}'))} | {g(f'php/{n}') / g(f'run/{n}'):.2f}× |"
         row += f" {fmt_kib(rss[f'list/{n}'])} | {fmt_kib(rss[f'run/{n}'])} |"
@@ -214,7 +279,8 @@ def main():
         md.append(row)
         dat.append(" ".join(str(x) for x in (
             n, g(f"list/{n}") * 1e9, g(f"run/{n}") * 1e9, g(f"php/{n}") * 1e9, g("true") * 1e9,
-            g("version") * 1e9, rss[f"list/{n}"], rss[f"run/{n}"], rss.get(f"php/{n}", nan))))
+            g("version") * 1e9, rss[f"list/{n}"], rss[f"run/{n}"], rss.get(f"php/{n}", nan),
+            g(f"list-mama/{n}") * 1e9)))
     if not with_php:
         md.append(f"\nThe PHP tool's column is left out: {php_reason}.")
     md.append("\n| target | measured | |\n|---|---:|---|")
@@ -234,6 +300,8 @@ def main():
                    "{:.2f}×")
             target("`mama list` on 1,000 ≤ 1.5× on 10", g("list/1000") / g("list/10"), 1.5,
                    "{:.2f}×")
+            target("`mama list` on 1,000 ≤ 1.5× on 10, records mama wrote",
+                   g("list-mama/1000") / g("list-mama/10"), 1.5, "{:.2f}×")
     if 1000 in sizes and ps:
         holders = 1000 * 2 // 3 + 1
         target(f"`mama list` on 1,000 ≥ 500× the original ({holders} × `ps -p`, "

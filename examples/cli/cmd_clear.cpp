@@ -22,7 +22,7 @@ std::string job_text(const JobRecord& r, std::string_view reason) {
   return text + ")";
 }
 
-// Decides one machine inside `tx` (mama::decide_clear, the library's judge-and-clear step).
+// Decides one machine inside `tx` (mama::decide_clear, the library's decide-and-clear step).
 template <class Store>
 ClearDecision clear_one(Context& ctx, Store& store, typename Store::transaction& tx,
                         const std::string& name, bool force) {
@@ -71,19 +71,20 @@ int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
 
   // `all`: every machine, in one critical section.
   std::vector<ClearDecision> decisions;
-  const auto machines = tx.machines();
+  std::vector<std::string> names;  // of every machine, only its name
+  for_each_machine(tx, [&](const MachineInfo& m) { names.push_back(m.name); });
   std::map<std::string_view, int> uses;  // a name used twice is refused by the store: skip it
-  for (const auto& m : machines) ++uses[m.name];
-  for (const auto& m : machines) {
-    if (m.name.empty()) continue;
-    if (int& n = uses[m.name]; n != 1) {
+  for (const auto& name : names) ++uses[name];
+  for (const auto& name : names) {
+    if (name.empty()) continue;
+    if (int& n = uses[name]; n != 1) {
       if (n > 1)
-        std::cerr << "mama: skipped '" << esc(m.name) << "': more than one machine in "
+        std::cerr << "mama: skipped '" << esc(name) << "': more than one machine in "
                   << store.describe() << " has that name; rename one\n";
       n = 0;  // said once
       continue;
     }
-    decisions.push_back(clear_one(ctx, store, tx, m.name, args.force));
+    decisions.push_back(clear_one(ctx, store, tx, name, args.force));
   }
   tx.commit();
   { auto done = std::move(tx); }

@@ -35,10 +35,16 @@ std::string_view php_trim(std::string_view s) {
 // first in name order, compared as PHP does), each followed by the resources of the machine it
 // names, recursively. A machine that is already being expanded is not expanded again (the PHP
 // tool would recurse until it runs out of memory).
-std::string nested_resources(const std::vector<MachineInfo>& machines,
+// What nested_resources reads of each machine.
+struct Resources {
+  std::string name;
+  std::string resources;
+};
+
+std::string nested_resources(const std::vector<Resources>& machines,
                              const std::vector<std::size_t>& order, std::string_view name,
                              std::vector<std::size_t>& expanding) {
-  const MachineInfo* machine = nullptr;
+  const Resources* machine = nullptr;
   std::size_t index = 0;
   for (const std::size_t i : order)
     if (php_equal(machines[i].name, name)) {
@@ -50,7 +56,7 @@ std::string nested_resources(const std::vector<MachineInfo>& machines,
     return {};
   expanding.push_back(index);
   std::string out;
-  std::string_view rest = machine->field("resources");
+  std::string_view rest = machine->resources;
   for (;;) {
     const auto space = rest.find(' ');
     const std::string_view resource = php_trim(rest.substr(0, space));
@@ -76,10 +82,13 @@ template <class Store>
 int info_on(Context& ctx, Store& store, const InfoArgs& args) {
   auto tx = begin_view(store);
   const std::string name = resolve_machine(ctx, tx, args.machine);
-  const std::vector<MachineInfo> all = tx.machines();
+  // The machine whole; of every machine, only its name and resources (for the nested ones).
   std::optional<MachineInfo> machine;
-  for (const auto& m : all)
+  std::vector<Resources> all;
+  for_each_machine(tx, [&](const MachineInfo& m) {
     if (m.name == name && !machine) machine = m;
+    all.push_back({m.name, std::string(m.field("resources"))});
+  });
   const Assessment a =
       assess_machine(ctx, store, tx, name, machine->job, HoldProbe::token_records).assessment;
   { auto done = std::move(tx); }
@@ -108,7 +117,8 @@ int info_on(Context& ctx, Store& store, const InfoArgs& args) {
   if (!m.field("reservation").empty()) out += line("Reserved by:\t", field("reservation"));
   if (!m.field("resources").empty()) {
     std::vector<std::size_t> expanding;
-    const std::string nested = nested_resources(all, php_order(all), m.name, expanding);
+    const std::string nested =
+        nested_resources(all, php_order(all, &Resources::name), m.name, expanding);
     out += line("Resources:\t",
                 field("resources") + " " + (nested.empty() ? "" : "(nested: " + esc(nested) + ")"));
   }

@@ -8,6 +8,9 @@
 // device could tell). Every difference is listed in the README's `mama list` section.
 #include <iostream>
 #include <map>
+#include <range/v3/view/enumerate.hpp>
+#include <range/v3/view/transform.hpp>
+#include <range/v3/view/zip.hpp>
 
 #include "cli.hpp"
 #include "views.hpp"
@@ -18,67 +21,133 @@ namespace {
 
 // The PHP tool's columns: No, Name, IP, MAC, State, On, Pwr, VM; then the job, unpadded.
 constexpr std::size_t widths[] = {4, 16, 16, 18, 8, 5, 6, 4};
+constexpr const char* headers[] = {"No", "Name", "IP", "MAC", "State", "On", "Pwr", "VM"};
 
 struct ListArgs {
   bool json = false;
 };
 
+// What the table shows of one machine (the rest of its fields is not kept), with its verdict.
+struct Row {
+  std::string name;
+  std::string ip;
+  std::string mac;  // in lower case
+  bool started = false;
+  bool only_vm = false;
+  std::string job;
+  Verdict v = Verdict::idle;
+};
+
+// `list --json` keeps each machine as the text it prints: `name` and one element of "machines".
+struct JsonItem {
+  std::string name;
+  std::string text;
+};
+
+// A name used twice: the lab is shown, but nothing may claim or clear that name (the store
+// refuses it) until one is renamed.
+template <class Names>
+void warn_twice_named(const std::string& state, Names&& names) {
+  std::map<std::string_view, int> uses;
+  for (const std::string& name : names)
+    if (!name.empty() && ++uses[name] == 2)
+      std::cerr << "mama: warning: " << state << " names machine '" << esc(name)
+                << "' more than once; run, wait, clear and info refuse it until one is renamed\n";
+}
+
+// `j.dump` as print_json writes it, for an element of the top-level "machines" array: its
+// lines after the first indented by the array's 4 spaces.
+std::string json_element(const nlohmann::ordered_json& j) {
+  const std::string flat = j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  std::string out;
+  out.reserve(flat.size() + flat.size() / 8);
+  for (const char c : flat) {
+    out += c;
+    if (c == '\n') out += "    ";
+  }
+  return out;
+}
+
+// What print_json prints for {"state": state, "machines": [items...]}, from the items' text.
+void print_list_json(const std::string& state, const std::vector<JsonItem>& items) {
+  std::string out = "{\n  \"state\": ";
+  out += nlohmann::ordered_json(state).dump(2, ' ', false,
+                                            nlohmann::ordered_json::error_handler_t::replace);
+  out += ",\n  \"machines\": ";
+  if (items.empty()) {
+    out += "[]";
+  } else {
+    out += "[\n";
+    for (const auto& [i, item] : ranges::views::enumerate(items)) {
+      out += i == 0 ? "    " : ",\n    ";
+      out += item.text;
+    }
+    out += "\n  ]";
+  }
+  out += "\n}\n";
+  std::cout << out << std::flush;
+}
+
 template <class Store>
 int list_on(Context& ctx, Store& store, const ListArgs& args) {
-  auto tx = begin_view(store);
-  const auto machines = tx.machines();
-  // Decide every status inside the one transaction that read the records.
-  std::vector<Assessment> verdicts;
-  verdicts.reserve(machines.size());
-  for (const auto& m : machines)
-    verdicts.push_back(
-        m.name.empty()
-            ? Assessment{Verdict::invalid, "machine without a name"}
-            : assess_machine(ctx, store, tx, m.name, m.job, HoldProbe::token_records).assessment);
-  { auto done = std::move(tx); }  // unlock before printing
+  // Decide every status inside the one transaction that read the records, keeping only what is
+  // shown.
+  std::vector<Row> rows;
+  std::vector<JsonItem> items;
+  {
+    auto tx = begin_view(store);
+    Sweep<Store> sweep(ctx, store, tx);
+    for_each_machine(tx, [&](const MachineInfo& m) {
+      const Assessment a = m.name.empty() ? Assessment{Verdict::invalid, "machine without a name"}
+                                          : sweep.look(m.name, m.job);
+      if (args.json) {
+        items.push_back({m.name, json_element(machine_json(m, a))});
+        return;
+      }
+      Row& r = rows.emplace_back();
+      r.name = m.name;
+      r.ip = m.field("ip");
+      r.mac = m.field("mac");
+      for (char& c : r.mac)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      r.started = php_is_one(m.field("is_started"));
+      r.only_vm = php_is_one(m.field("only_vm"));
+      r.job = m.job.job;
+      r.v = a.verdict;
+    });
+  }  // unlock before printing
 
-  // A name used twice: the lab is shown, but nothing may claim or clear that name (the store
-  // refuses it) until one is renamed.
-  std::map<std::string_view, int> uses;
-  for (const auto& m : machines)
-    if (!m.name.empty() && ++uses[m.name] == 2)
-      std::cerr << "mama: warning: " << store.describe() << " names machine '" << esc(m.name)
-                << "' more than once; run, wait, clear and info refuse it until one is renamed\n";
-
+  const std::string state = store.describe();
   if (args.json) {
-    nlohmann::ordered_json j;
-    j["state"] = store.describe();
-    j["machines"] = nlohmann::ordered_json::array();
-    for (std::size_t i = 0; i < machines.size(); ++i)
-      j["machines"].push_back(machine_json(machines[i], verdicts[i]));
-    print_json(j);
+    warn_twice_named(state, items | ranges::views::transform(&JsonItem::name));
+    print_list_json(state, items);
     return exit_status::ok;
   }
+  warn_twice_named(state, rows | ranges::views::transform(&Row::name));
 
-  const char* headers[] = {"No", "Name", "IP", "MAC", "State", "On", "Pwr", "VM"};
   std::string out;
-  for (std::size_t c = 0; c < 8; ++c) out += php_cell(headers[c], widths[c]);
+  for (const auto& [header, width] : ranges::views::zip(headers, widths))
+    out += php_cell(header, width);
   out += php_cell("Job", 32) + "\n";
   out += std::string(85, '-') + "\n";
-  std::size_t number = 0;
-  for (const std::size_t i : php_order(machines)) {
-    const auto& m = machines[i];
-    std::string mac(m.field("mac"));
-    for (char& c : mac)
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  const std::vector<std::size_t> order = php_order(rows, &Row::name);
+  const auto sorted =
+      order | ranges::views::transform([&](std::size_t i) -> const Row& { return rows[i]; });
+  for (const auto& [index, r] : ranges::views::enumerate(sorted)) {
     // State and Pwr need ping and the power device: mama never touches the network.
-    const std::string values[] = {std::to_string(++number),
-                                  esc(m.name),
-                                  esc(m.field("ip")),
-                                  esc(mac),
+    const std::string values[] = {std::to_string(index + 1),
+                                  esc(r.name),
+                                  esc(r.ip),
+                                  esc(r.mac),
                                   "-",
-                                  php_is_one(m.field("is_started")) ? "Yes" : "",
+                                  r.started ? "Yes" : "",
                                   "-",
-                                  php_is_one(m.field("only_vm")) ? "Yes" : ""};
-    for (std::size_t c = 0; c < 8; ++c) out += php_cell(values[c], widths[c]);
-    out += esc(m.job.job);
-    if (verdicts[i].verdict == Verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
-    if (verdicts[i].verdict == Verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");
+                                  r.only_vm ? "Yes" : ""};
+    for (const auto& [value, width] : ranges::views::zip(values, widths))
+      out += php_cell(value, width);
+    out += esc(r.job);
+    if (r.v == Verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
+    if (r.v == Verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");
     out += '\n';
   }
   std::cout << out << std::flush;

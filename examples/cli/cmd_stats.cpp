@@ -396,13 +396,11 @@ class PrometheusText {
 template <class Store>
 std::vector<std::pair<std::string, bool>> busy_machines(Context& ctx, Store& store) {
   auto tx = store.begin();
+  Sweep<Store> sweep(ctx, store, tx);
   std::vector<std::pair<std::string, bool>> out;
-  for (const auto& m : tx.machines()) {
-    if (m.name.empty()) continue;
-    const auto a =
-        assess_machine(ctx, store, tx, m.name, m.job, HoldProbe::token_records).assessment;
-    out.emplace_back(m.name, a.busy());
-  }
+  for_each_machine(tx, [&](const MachineInfo& m) {
+    if (!m.name.empty()) out.emplace_back(m.name, sweep.look(m.name, m.job).busy());
+  });
   return out;
 }
 

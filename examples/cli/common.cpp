@@ -119,7 +119,8 @@ void Context::require_writable() {
 }
 
 Observation Context::here() const {
-  return Observation{probe.host_name(), probe.boot_id(), clock.now(), stale_after(),
+  if (!host_facts_) host_facts_.emplace(probe.host_name(), probe.boot_id());
+  return Observation{host_facts_->first, host_facts_->second, clock.now(), stale_after(),
                      HoldState::none};
 }
 

@@ -111,15 +111,6 @@ bool php_is_one(std::string_view value) {
   return x && *x == 1;
 }
 
-std::vector<std::size_t> php_order(const std::vector<MachineInfo>& machines) {
-  std::vector<std::size_t> order(machines.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    return php_less(machines[a].name, machines[b].name);
-  });
-  return order;
-}
-
 std::string php_cell(std::string_view value, std::size_t width) {
   std::size_t cut = std::min(value.size(), width - 1);
   if (cut < value.size())

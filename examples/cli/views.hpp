@@ -2,7 +2,9 @@
 // PHP tool's rules for its table and its `info` lines (comparisons, cells, order).
 #pragma once
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -33,8 +35,22 @@ bool php_less(std::string_view a, std::string_view b);
 /// PHP's `$value == 1` (how the tool reads is_started and only_vm).
 bool php_is_one(std::string_view value);
 
+/// The indices of `items` in the PHP tool's order: by name (the member `name`, compared with
+/// php_less), stable.
+template <class T>
+std::vector<std::size_t> php_order(const std::vector<T>& items, std::string T::*name) {
+  std::vector<std::size_t> order(items.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return php_less(items[a].*name, items[b].*name);
+  });
+  return order;
+}
+
 /// The indices of `machines` in the PHP tool's order: by name (php_less), stable.
-std::vector<std::size_t> php_order(const std::vector<MachineInfo>& machines);
+inline std::vector<std::size_t> php_order(const std::vector<MachineInfo>& machines) {
+  return php_order(machines, &MachineInfo::name);
+}
 
 /// A cell of the PHP tool's table: `value` cut to `width - 1` bytes (never inside a UTF-8
 /// character: the cut moves back to the character's start), padded with spaces to that, then

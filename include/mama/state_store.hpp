@@ -33,10 +33,20 @@
 // | `w.fd()`, `w.drain()`     | `int`, `void`               | readable on change (-1: none)      |
 // | **listing_state_store**   |                             |                                    |
 // | `t.machines()`            | `vector<MachineInfo>`       | every machine, in order (E)        |
+// | `for_each_machine(t, fn)` | `void`                      | fn(const MachineInfo&) per machine |
+// |                           |                             | in order (E); free function, below |
 // | **optional** (detected)   |                             |                                    |
 // | `s.holds_span_hosts()`    | `bool`                      | holds decide across hosts          |
 // | `t.hold_owner(m)`         | `optional<ProcessIdentity>` | a live holder of m's hold          |
 // | `h.on_lost(fn)`           | `void`                      | fn called once if the hold is lost |
+// | `t.for_each_machine(fn)`  | `void`                      | as the free function, one machine  |
+// |                           |                             | at a time (no vector of them)      |
+//
+// A sweep (`mama list`, `info`, `stats`, `clear all`, MAC lookup) reads machines through the
+// free function mama::for_each_machine(t, fn): it calls the transaction's own for_each_machine
+// when there is one (a store that hands out one machine at a time, reusing one object, so that
+// the caller keeps only what it shows), else iterates t.machines(). `fn` must copy what it keeps:
+// the MachineInfo it is given may be reused for the next machine.
 //
 // A store is a handle: the guard keeps a copy of the store it is given, so every copy must reach
 // the same state (a path, a connection string, a shared_ptr to the records). A store whose copies
@@ -48,6 +58,7 @@
 // guard.hpp), PgStateStore: all four concepts.
 #pragma once
 
+#include <atomic>
 #include <concepts>
 #include <functional>
 #include <map>
@@ -101,10 +112,24 @@ concept listing_state_store = state_store<S> && requires(const typename S::trans
   { ct.machines() } -> std::same_as<std::vector<MachineInfo>>;
 };
 
+/// Calls `fn(const MachineInfo&)` for every machine of transaction `t`, in order: through
+/// `t.for_each_machine(fn)` when the transaction has it, else over `t.machines()`. The
+/// MachineInfo given to `fn` is valid only during the call. Throws what the store throws.
+template <class Transaction, class Fn>
+void for_each_machine(Transaction& t, Fn&& fn) {
+  if constexpr (requires { t.for_each_machine(fn); }) {
+    t.for_each_machine(fn);
+  } else {
+    for (const MachineInfo& m : t.machines()) fn(m);
+  }
+}
+
 namespace detail {
 // What the guard and assess() use of the refinements, so that a store modelling only the core
 // concept drives them too: without holds the PID rules of SPEC §3 decide (exact_liveness false),
-// and without watch() a waiter polls every GuardOptions::poll_interval.
+// and without watch() a waiter polls every GuardOptions::poll_interval. Detected by member, not
+// by concept, so that a view of a store (a sweep's wrapper with try_hold and exact_liveness but
+// no begin()) keeps its holds.
 struct no_hold {};
 struct no_watcher {
   int fd() const noexcept { return -1; }
@@ -114,7 +139,8 @@ template <class S>
 struct hold_of {
   using type = no_hold;
 };
-template <holding_state_store S>
+template <class S>
+requires requires { typename S::hold; }
 struct hold_of<S> {
   using type = typename S::hold;
 };
@@ -124,21 +150,21 @@ using hold_t = typename hold_of<S>::type;
 
 template <class S>
 bool exact_liveness(const S& store) noexcept {
-  if constexpr (holding_state_store<S>)
+  if constexpr (requires { store.exact_liveness(); })
     return store.exact_liveness();
   else
     return false;
 }
 template <class S>
 std::optional<hold_t<S>> try_hold(typename S::transaction& tx, std::string_view machine) {
-  if constexpr (holding_state_store<S>)
+  if constexpr (requires { tx.try_hold(machine); })
     return tx.try_hold(machine);
   else
     return std::nullopt;
 }
 template <class S>
 auto watch(S& store, std::string_view machine) {
-  if constexpr (watchable_state_store<S>)
+  if constexpr (requires { store.watch(machine); })
     return store.watch(machine);
   else
     return no_watcher{};
@@ -206,6 +232,12 @@ class MemoryStateStore {
       return staged_[it].job;
     }
     std::vector<MachineInfo> machines() const { return staged_; }
+    /// fn(const MachineInfo&) for each machine, in order, without copying them.
+    template <class Fn>
+    void for_each_machine(Fn&& fn) const {
+      ++state_->for_each_calls;
+      for (const MachineInfo& m : staged_) fn(m);
+    }
     void write(std::string_view m, const JobRecord& r) {
       const auto it = index_of(m);
       if (it == staged_.size())
@@ -295,6 +327,8 @@ class MemoryStateStore {
     std::lock_guard lock(state_->mutex);
     state_->fail_next_commit = true;
   }
+  /// How many times a transaction's for_each_machine ran (a test sees that sweeps use it).
+  std::size_t for_each_calls() const { return state_->for_each_calls.load(); }
   /// How many commits saved something.
   std::size_t commits() const {
     std::lock_guard lock(state_->mutex);
@@ -312,6 +346,7 @@ class MemoryStateStore {
     bool exact = true;
     bool fail_next_commit = false;
     std::size_t commits = 0;
+    std::atomic<std::size_t> for_each_calls{0};
   };
   std::shared_ptr<State> state_;
 };

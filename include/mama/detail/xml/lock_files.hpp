@@ -8,12 +8,26 @@
 //   group. A hold is an flock on it, inherited by the job's children.
 // - Lock files that were found busy are kept open (up to 64) and reused by the next probe, so a
 //   waiter's own probes do not wake it through inotify.
+// - A sweep over a whole lab learns which lock files are held from one read of /proc/locks
+//   (flock_snapshot) instead of one try-lock per machine. /proc/locks is evidence of a hold,
+//   never of its absence: the kernel leaves out locks whose taker it cannot show in /proc's PID
+//   namespace (another container's; outside the initial namespace, and in it before Linux 4.19,
+//   also one whose taker exited while a child that inherited the descriptor keeps the lock), and
+//   it names a file by its superblock's device, which is not what stat() says for a file in a
+//   btrfs subvolume. So a listed file is held, and any other is probed as before (a stale job's
+//   lock file costs what it did; a live one's is a stat).
 #pragma once
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <compare>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -21,6 +35,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mama/detail/posix.hpp"
 #include "mama/detail/xml/state_file.hpp"
@@ -145,6 +160,126 @@ inline std::optional<ProcessIdentity> lock_file_holder(const std::filesystem::pa
   if (::lstat(lock_path.c_str(), &lock) != 0 || !S_ISREG(lock.st_mode)) return std::nullopt;
   return find_flock_holder(lock.st_dev, lock.st_ino, static_cast<int>(::getpid()));
 }
+
+/// A file as /proc/locks names it: the device's major and minor number and the inode.
+struct file_key {
+  unsigned major = 0;
+  unsigned minor = 0;
+  std::uint64_t ino = 0;
+  auto operator<=>(const file_key&) const = default;
+};
+
+/// The file of one line of /proc/locks when the line records a held flock, shared or exclusive:
+/// `ID: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF` (MAJ and MIN in hex, INODE in decimal).
+/// nullopt for every other line: POSIX, OFD and lease locks, and `ID: -> FLOCK ...` (a process
+/// blocked waiting for the lock, which holds nothing).
+inline std::optional<file_key> parse_flock_line(std::string_view line) {
+  std::string_view words[6];
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < line.size() && count < 6;) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    const std::size_t b = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (i > b) words[count++] = line.substr(b, i - b);
+  }
+  // ID:  FLOCK  ADVISORY  READ|WRITE  PID  MAJ:MIN:INODE ...
+  if (count < 6 || words[0].empty() || words[0].back() != ':' || words[1] != "FLOCK" ||
+      (words[3] != "READ" && words[3] != "WRITE"))
+    return std::nullopt;
+  const std::string_view id = words[5];
+  const auto c1 = id.find(':');
+  const auto c2 = c1 == std::string_view::npos ? c1 : id.find(':', c1 + 1);
+  if (c2 == std::string_view::npos) return std::nullopt;
+  const auto hex = [](std::string_view t) -> std::optional<unsigned> {
+    if (t.empty() || t.size() > 8) return std::nullopt;
+    unsigned v = 0;
+    for (const char c : t) {
+      const int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+      if (d < 0) return std::nullopt;
+      v = v * 16 + static_cast<unsigned>(d);
+    }
+    return v;
+  };
+  const auto major = hex(id.substr(0, c1));
+  const auto minor = hex(id.substr(c1 + 1, c2 - c1 - 1));
+  const auto ino = parse_decimal<std::uint64_t>(id.substr(c2 + 1));
+  if (!major || !minor || !ino) return std::nullopt;
+  return file_key{*major, *minor, *ino};
+}
+
+/// Every file that carries an flock, from one read of `path` (/proc/locks), sorted. nullopt when
+/// it cannot be opened or read to its end (then nothing can be learned from it). A file listed
+/// is held by some process (this one included); a file not listed may be held all the same (see
+/// the top of this header).
+inline std::optional<std::vector<file_key>> read_flocked_files(const char* path = "/proc/locks") {
+  const unique_fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  std::vector<file_key> out;
+  std::string line;  // a line that the last read cut
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) break;
+    std::string_view chunk(buf, static_cast<std::size_t>(n));
+    for (std::size_t nl; (nl = chunk.find('\n')) != std::string_view::npos;
+         chunk.remove_prefix(nl + 1)) {
+      std::optional<file_key> key;
+      if (line.empty()) {
+        key = parse_flock_line(chunk.substr(0, nl));
+      } else {
+        line.append(chunk.substr(0, nl));
+        key = parse_flock_line(line);
+        line.clear();
+      }
+      if (key) out.push_back(*key);
+    }
+    line.append(chunk);
+  }
+  if (!line.empty())
+    if (const auto key = parse_flock_line(line)) out.push_back(*key);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// The holds of a runtime directory's lock files as one read of /proc/locks shows them, for a
+/// sweep over many machines: held(m) is a stat of m's lock file (relative to the directory,
+/// opened once) and a lookup, instead of opening and try-locking it. Only says "held": a lock
+/// file that is not listed, or when /proc/locks or the directory cannot be read, must be
+/// probed (lock_files::try_lock) as before.
+class flock_snapshot {
+ public:
+  /// Opens `runtime` (never creates it) and reads `proc_locks` once.
+  explicit flock_snapshot(const std::filesystem::path& runtime,
+                          const char* proc_locks = "/proc/locks")
+      : dir_(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) {
+    if (dir_) locked_ = read_flocked_files(proc_locks);
+  }
+
+  /// Whether held() can say anything (the directory and /proc/locks were read).
+  bool usable() const noexcept { return dir_ && locked_.has_value(); }
+
+  /// True when `machine`'s lock file is a regular file that /proc/locks lists with an flock: some
+  /// process holds it. False: not known to be held (probe it).
+  bool held(std::string_view machine) const {
+    if (!usable() || locked_->empty()) return false;
+    struct stat st {};
+    if (::fstatat(dir_.get(), lock_file_name(machine).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode))
+      return false;
+    const file_key key{::major(st.st_dev), ::minor(st.st_dev),
+                       static_cast<std::uint64_t>(st.st_ino)};
+    return std::binary_search(locked_->begin(), locked_->end(), key);
+  }
+
+ private:
+  unique_fd dir_;
+  std::optional<std::vector<file_key>> locked_;
+};
 
 /// The per-machine lock files of one store and its copies (the busy ones it keeps open).
 class lock_files {
