@@ -113,6 +113,9 @@ TEST_CASE("a save cuts at the first changed byte, never past </settings> and nev
   CHECK(old_state.substr(0, cut) == new_state.substr(0, cut));
   CHECK(old_state[cut] != new_state[cut]);
   CHECK(cut_of(old_state, old_state) == old_state.size());
+  // What the caller knows the two share only skips comparing; the cut is the same.
+  for (std::size_t known : {std::size_t{0}, std::size_t{10}, cut})
+    CHECK(mama::detail::rewrite_cut(old_state, new_state, known) == cut);
   // A change after </settings> still cuts before it, so a torn file has no </settings>.
   const std::string trailing = old_state + "<!-- after -->\n";
   CHECK(cut_of(old_state, trailing) == old_state.rfind("</settings>"));

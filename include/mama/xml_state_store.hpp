@@ -339,7 +339,10 @@ class XmlStateStore {
                                           " does not read back as written; it was not changed");
       }
       auto saved = Shared::after_edits(*state_, std::move(next), edited);
-      shared_->save(lock_fd_.get(), *state_->content, *saved->content, file_);
+      // The bytes before the first edited machine are the same in both.
+      std::size_t same_before = state_->content->size();
+      for (const edited_machine& e : edited) same_before = std::min(same_before, e.was.begin);
+      shared_->save(lock_fd_.get(), *state_->content, *saved->content, same_before, file_);
       state_ = std::move(saved);
       shared_->remember(state_);  // the next begin() that reads these bytes checks nothing
       staged_.clear();
@@ -416,9 +419,7 @@ class XmlStateStore {
     t.shared_ = shared_;
     shared_->open_locked(t.lock_fd_, t.read_only_, t.file_);
     shared_->recover(t.lock_fd_.get(), t.read_only_, t.file_);
-    std::string content;
-    shared_->read(t.lock_fd_.get(), content, t.file_);
-    t.state_ = shared_->check(std::move(content));
+    t.state_ = shared_->read_checked(t.lock_fd_.get(), t.file_);
     return t;
   }
 
@@ -584,18 +585,54 @@ class XmlStateStore {
                                             "lab's mama.xml, or create one with a <settings> root");
     }
 
-    void read(int lock_fd, std::string& content, detail::opened_file& f) {
+    // Reads the file and checks it (see check()); the remembered state when the file still
+    // holds its bytes.
+    std::shared_ptr<const checked_state> read_checked(int lock_fd, detail::opened_file& f) {
+      detail::unique_fd own;
+      int fd = lock_fd;
       if (standalone()) {
-        detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) {
+        own.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!own) {
           if (errno == ENOENT) throw_missing();
           throw_errno("cannot open " + file() + "; check its permissions");
         }
-        if (::fstat(fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
-        read_fd(fd.get(), content);
-      } else {
-        read_fd(lock_fd, content);
+        if (::fstat(own.get(), &f.st) != 0) throw_errno("cannot stat " + file());
+        fd = own.get();
       }
+      if (auto same = unchanged(fd)) return same;
+      std::string content;
+      read_fd(fd, content);
+      return check(std::move(content));
+    }
+
+    // The remembered state when the file open on `fd` holds exactly its bytes, compared as they
+    // are read through a small buffer: the usual case (nobody else wrote since this store's
+    // last transaction) neither allocates the file's size nor faults in a copy of it.
+    std::shared_ptr<const checked_state> unchanged(int fd) {
+      std::shared_ptr<const checked_state> last;
+      {
+        std::lock_guard lock(mutex);
+        last = checked;
+      }
+      struct stat st {};
+      if (!last || ::fstat(fd, &st) != 0 ||
+          static_cast<std::uint64_t>(st.st_size) != last->content->size())
+        return nullptr;
+      constexpr std::size_t chunk = 128u << 10;
+      thread_local const std::unique_ptr<char[]> buffer(new char[chunk]);
+      const std::string& want = *last->content;
+      std::size_t at = 0;
+      while (at < want.size()) {
+        const ssize_t n =
+            ::pread(fd, buffer.get(), std::min(chunk, want.size() - at), static_cast<off_t>(at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || std::memcmp(buffer.get(), want.data() + at, static_cast<std::size_t>(n)) != 0)
+          return nullptr;
+        at += static_cast<std::size_t>(n);
+      }
+      char more;
+      if (::pread(fd, &more, 1, static_cast<off_t>(at)) != 0) return nullptr;  // it grew
+      return last;
     }
 
     void read_fd(int fd, std::string& content) const {
@@ -894,9 +931,13 @@ class XmlStateStore {
         }
       }
       if (edits.empty()) return {};
+      // Nothing changes when every edit puts back the bytes it replaces.
+      if (std::all_of(edits.begin(), edits.end(), [&](const detail::byte_edit& e) {
+            return std::string_view(content).substr(e.begin, e.end - e.begin) == e.text;
+          }))
+        return {};
       std::vector<detail::element_span> now;
       std::string next = detail::apply_edits(content, edits, old_spans, now);
-      if (next == content) return {};
       for (std::size_t i = 0; i < old_spans.size(); ++i)
         edited.push_back({old_spans[i].machine,
                           ordinals[i],
@@ -908,11 +949,11 @@ class XmlStateStore {
     // A save: the journaled rewrite in place (detail/xml/journal.hpp), or in standalone mode a
     // rename over the file.
     void save(int lock_fd, const std::string& old_content, const std::string& content,
-              const detail::opened_file& f) {
+              std::size_t same_before, const detail::opened_file& f) {
       if (standalone()) return detail::save_by_rename(content, f, io());
       auto dir = runtime_dir_fd(f, true);
       if (!dir) throw_errno("cannot open " + f.runtime.string());
-      detail::journaled_save(dir.get(), lock_fd, old_content, content, f, io());
+      detail::journaled_save(dir.get(), lock_fd, old_content, content, f, io(), same_before);
     }
 
     // Finishes or discards a save that a killed process left half done (see journal.hpp).

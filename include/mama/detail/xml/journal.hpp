@@ -64,9 +64,11 @@ inline constexpr std::size_t journal_head_window = 4096;
 /// Where a save from `current` to `content` cuts mama.xml: after the bytes the two share, but
 /// before the closing </settings> (job fields live inside it), and never at zero unless one of
 /// them is empty. Equal contents: their size.
-inline std::size_t rewrite_cut(std::string_view current, std::string_view content) noexcept {
+/// `same_before`: how many bytes the caller knows the two share (the comparison starts there).
+inline std::size_t rewrite_cut(std::string_view current, std::string_view content,
+                               std::size_t same_before = 0) noexcept {
   const std::size_t limit = std::min(current.size(), content.size());
-  std::size_t keep = 0;
+  std::size_t keep = std::min(same_before, limit);
   // Whole blocks first (memcmp), then the bytes of the first block that differs.
   constexpr std::size_t block = 4096;
   while (keep + block <= limit &&
@@ -161,11 +163,12 @@ inline bool rewrite_in_place(int fd, std::string_view current, std::string_view 
 
 /// Saves `content` over `old_content` in the file open on `fd` (which holds the state lock),
 /// through the journal in the runtime directory open on `dir` (see the top of this header).
+/// `same_before`: how many leading bytes the caller knows the two share.
 /// Throws mama::error; on failure the file is as it was, or the journal restores it on the next
 /// access.
 inline void journaled_save(int dir, int fd, std::string_view old_content, std::string_view content,
-                           const opened_file& f, const save_io& io) {
-  const std::size_t cut = rewrite_cut(old_content, content);
+                           const opened_file& f, const save_io& io, std::size_t same_before = 0) {
+  const std::size_t cut = rewrite_cut(old_content, content, same_before);
   const std::string header = journal_header(content, cut);
   const std::string_view tail = content.substr(cut);
   ::unlinkat(dir, journal_tmp_name, 0);  // left by a crash; we hold the state lock
