@@ -123,6 +123,19 @@ inline std::size_t skip_past(std::string_view s, std::size_t from, std::string_v
   return at == std::string_view::npos ? s.size() : at + mark.size();
 }
 
+enum class markup { start_tag, end_tag, comment, cdata, pi, declaration };
+
+// What the markup at `lt` (a '<') is, from the bytes after it.
+inline markup markup_at(std::string_view s, std::size_t lt) noexcept {
+  const char next = lt + 1 < s.size() ? s[lt + 1] : '\0';
+  if (next == '/') return markup::end_tag;
+  if (next == '?') return markup::pi;
+  if (next != '!') return markup::start_tag;
+  if (s.size() - lt >= 4 && s[lt + 2] == '-' && s[lt + 3] == '-') return markup::comment;
+  if (s.size() - lt >= 9 && s.compare(lt + 2, 7, "[CDATA[") == 0) return markup::cdata;
+  return markup::declaration;
+}
+
 // The index one past the '>' of the tag that starts at `lt` (quoted attribute values may hold
 // '>'), and whether it ends with "/>".
 inline std::size_t tag_end(std::string_view s, std::size_t lt, bool& empty) {
@@ -162,19 +175,19 @@ inline std::size_t element_content(std::string_view s, std::size_t at, text_ref*
       at = end;
       continue;
     }
-    const std::string_view rest = s.substr(at);
-    if (rest.starts_with("<!--")) {
+    const markup m = markup_at(s, at);
+    if (m == markup::comment) {
       at = skip_past(s, at + 4, "-->");
-    } else if (rest.starts_with("<![CDATA[")) {
+    } else if (m == markup::cdata) {
       const std::size_t close = s.find("]]>", at + 9);
       const std::size_t stop = close == std::string_view::npos ? s.size() : close;
       if (text && depth == 1 && !text->found) *text = {s.substr(at + 9, stop - at - 9), true, true};
       at = close == std::string_view::npos ? s.size() : close + 3;
-    } else if (rest.starts_with("<?")) {
+    } else if (m == markup::pi) {
       at = skip_past(s, at + 2, "?>");
-    } else if (rest.starts_with("<!")) {
+    } else if (m == markup::declaration) {
       at = skip_past(s, at + 2, ">");
-    } else if (rest.starts_with("</")) {
+    } else if (m == markup::end_tag) {
       at = skip_past(s, at + 2, ">");
       if (--depth == 0) return at;
     } else {
@@ -202,16 +215,16 @@ void for_each_child_element(std::string_view element, Fn&& fn) {
       if (at == std::string_view::npos) return;
       continue;
     }
-    const std::string_view rest = element.substr(at);
-    if (rest.starts_with("<!--")) {
+    const scan::markup m = scan::markup_at(element, at);
+    if (m == scan::markup::comment) {
       at = scan::skip_past(element, at + 4, "-->");
-    } else if (rest.starts_with("<![CDATA[")) {
+    } else if (m == scan::markup::cdata) {
       at = scan::skip_past(element, at + 9, "]]>");
-    } else if (rest.starts_with("<?")) {
+    } else if (m == scan::markup::pi) {
       at = scan::skip_past(element, at + 2, "?>");
-    } else if (rest.starts_with("<!")) {
+    } else if (m == scan::markup::declaration) {
       at = scan::skip_past(element, at + 2, ">");
-    } else if (rest.starts_with("</")) {
+    } else if (m == scan::markup::end_tag) {
       return;  // the element's own end tag
     } else {
       const std::string_view name = scan::tag_name(element, at);
