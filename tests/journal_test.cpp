@@ -127,6 +127,20 @@ TEST_CASE("a save cuts at the first changed byte, never past </settings> and nev
   CHECK(cut_of(head + old_state, other) == 8195);
 }
 
+TEST_CASE("the journal's checksum sees every byte, in every lane and in the rest") {
+  std::string data(1000, 'a');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  const auto sum = mama::detail::journal_sum(data);
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    std::string flipped = data;
+    flipped[i] ^= 0x01;
+    REQUIRE(mama::detail::journal_sum(flipped) != sum);
+  }
+  CHECK(mama::detail::journal_sum(data.substr(0, 999)) != sum);
+  CHECK(mama::detail::journal_sum(data + '\0') != sum);
+  CHECK(mama::detail::journal_sum("") != mama::detail::journal_sum(std::string(1, '\0')));
+}
+
 TEST_CASE("a journal carries the tail after the cut, and a damaged one carries nothing") {
   const std::size_t cut = cut_of(old_state, new_state);
   const std::string whole = journal_bytes(new_state);
@@ -135,7 +149,7 @@ TEST_CASE("a journal carries the tail after the cut, and a damaged one carries n
   CHECK(entry->cut == cut);
   CHECK(entry->size == new_state.size());
   CHECK(entry->tail == new_state.substr(cut));
-  CHECK(entry->head_sum == mama::detail::checksum64(new_state.substr(0, cut)));
+  CHECK(entry->head_sum == mama::detail::journal_sum(new_state.substr(0, cut)));
   CHECK(whole.size() < journal_header(new_state, cut).size() + new_state.size());  // not whole
   CHECK(journal_header(new_state, cut).starts_with(mama::detail::journal_magic));
 

@@ -8,7 +8,7 @@
 //   file is truncated there and the rest of the new content (the tail) is written.
 // - Format: `<runtime dir>/journal` holds only what the save rewrites:
 //     "MAMA-JOURNAL 3 <cut> <new size> <head sum hex> <tail sum hex>\n" + the tail
-//   (<new size> - <cut> bytes). <head sum> is checksum64 of the up to 4 KiB of the content just
+//   (<new size> - <cut> bytes). <head sum> is journal_sum of the up to 4 KiB of the content just
 //   before the cut; <tail sum> that of the tail. A journal whose magic, sizes or tail checksum
 //   do not match is incomplete (or not ours) and is never applied. A claim or release on a
 //   large lab journals only the tail after the changed machine, not the whole file.
@@ -81,10 +81,32 @@ inline std::size_t rewrite_cut(std::string_view current, std::string_view conten
   return keep;
 }
 
+/// The journal's checksum: checksum64's mixing over four independent lanes of 8 bytes, so a
+/// large tail is summed at memory speed rather than one multiply chain at a time.
+inline std::uint64_t journal_sum(std::string_view data) noexcept {
+  std::uint64_t lane[4] = {0x9e3779b97f4a7c15ull ^ data.size(), 0x243f6a8885a308d3ull,
+                           0x13198a2e03707344ull, 0xa4093822299f31d0ull};
+  std::size_t i = 0;
+  for (; i + 32 <= data.size(); i += 32) {
+    for (int j = 0; j < 4; ++j) {
+      std::uint64_t w;
+      std::memcpy(&w, data.data() + i + 8 * j, 8);
+      lane[j] = (lane[j] ^ w) * 0xff51afd7ed558ccdull;
+      lane[j] ^= lane[j] >> 32;
+    }
+  }
+  std::uint64_t h = checksum64(data.substr(i));
+  for (std::uint64_t l : lane) {
+    h = (h ^ l) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+  }
+  return h;
+}
+
 /// The checksum of the journal's head window: the up to 4 KiB of `content` before `cut`.
 inline std::uint64_t journal_head_sum(std::string_view content, std::size_t cut) noexcept {
   const std::size_t from = cut > journal_head_window ? cut - journal_head_window : 0;
-  return checksum64(content.substr(from, cut - from));
+  return journal_sum(content.substr(from, cut - from));
 }
 
 /// The journal's first line for a save that writes `content` from `cut` on, with its newline.
@@ -93,7 +115,7 @@ inline std::string journal_header(std::string_view content, std::size_t cut) {
   std::snprintf(header, sizeof header, "%.*s%zu %zu %016llx %016llx\n",
                 static_cast<int>(journal_magic.size()), journal_magic.data(), cut, content.size(),
                 static_cast<unsigned long long>(journal_head_sum(content, cut)),
-                static_cast<unsigned long long>(checksum64(content.substr(cut))));
+                static_cast<unsigned long long>(journal_sum(content.substr(cut))));
   return header;
 }
 
@@ -118,7 +140,7 @@ inline std::optional<journal_entry> journal_content(std::string_view journal) {
     return std::nullopt;
   journal_entry e;
   e.tail = journal.substr(nl + 1);
-  if (cut > size || e.tail.size() != size - cut || checksum64(e.tail) != hash) return std::nullopt;
+  if (cut > size || e.tail.size() != size - cut || journal_sum(e.tail) != hash) return std::nullopt;
   e.cut = cut;
   e.size = size;
   e.head_sum = head;
