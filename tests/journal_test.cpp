@@ -166,7 +166,7 @@ TEST_CASE("a journal carries the tail after the cut, and a damaged one carries n
   std::string magic = whole;
   magic[0] = 'X';
   CHECK_FALSE(journal_content(magic));
-  CHECK_FALSE(journal_content("MAMA-JOURNAL 2 " + whole.substr(15)));  // an older format
+  CHECK_FALSE(journal_content("MAMA-JOURNAL 2 " + whole.substr(15)));  // 3's fields under 2
   CHECK_FALSE(journal_content(whole + "x"));                           // more than it says
   CHECK_FALSE(journal_content(journal_header(new_state, cut + 1) + new_state.substr(cut)));
   CHECK_FALSE(journal_content(journal_header(old_state, cut) + new_state.substr(cut)));
@@ -274,6 +274,32 @@ TEST_CASE("a damaged journal is never applied, even over a torn file") {
     CHECK(read_file(lab.file) == torn);
     CHECK_FALSE(fs::exists(lab.journal));
   }
+}
+
+TEST_CASE("a journal of format 2 (the whole content, an older mama) is still recovered") {
+  char header[80];
+  std::snprintf(header, sizeof header, "MAMA-JOURNAL 2 %zu %016llx\n", new_state.size(),
+                static_cast<unsigned long long>(mama::detail::checksum64(new_state)));
+  const std::string v2 = header + new_state;
+  const auto entry = journal_content(v2);
+  REQUIRE(entry);
+  CHECK(entry->cut == 0);
+  CHECK(entry->tail == new_state);
+  {
+    Lab lab(new_state.substr(0, new_state.size() / 2));  // its rewrite was interrupted
+    write_file(lab.journal, v2);
+    CHECK(lab.recover() == journal_outcome::replayed);
+    CHECK(read_file(lab.file) == new_state);
+  }
+  {
+    Lab lab(old_state);  // never started
+    write_file(lab.journal, v2);
+    CHECK(lab.recover() == journal_outcome::discarded);
+    CHECK(read_file(lab.file) == old_state);
+  }
+  std::string damaged = v2;
+  damaged[damaged.size() - 5] ^= 0x01;
+  CHECK_FALSE(journal_content(damaged));
 }
 
 TEST_CASE("a journal older than what the PHP tool wrote since is discarded") {

@@ -31,7 +31,8 @@
 //   tell apart is a file that another writer replaced since by content that matches the 4 KiB
 //   before the cut and is, from the cut on, a proper prefix of this save's tail: a complete
 //   file by the PHP tool ends with </settings>, which the tail holds only at its end.
-//   A read-only user removes nothing; one who finds a half-written file gets an error telling
+//   A journal of format 2 (older mama: the whole content) is recovered by the same rule, as a
+//   tail cut at 0. A read-only user removes nothing; one who finds a half-written file gets an error telling
 //   them to run mama as a user who may write it.
 // - A reader that sees an unfinished rewrite sees a prefix without </settings>, which the PHP
 //   tool and this library refuse rather than misread.
@@ -56,6 +57,10 @@
 namespace mama::detail {
 
 inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 3 ";
+/// The format before 3 ("MAMA-JOURNAL 2 <size> <checksum64 hex>\n" + the whole new content),
+/// still recovered: its content is a tail cut at 0, so the same rule applies (replay when
+/// mama.xml is a proper prefix of it).
+inline constexpr std::string_view journal_magic_v2 = "MAMA-JOURNAL 2 ";
 inline constexpr const char* journal_file_name = "journal";
 inline constexpr const char* journal_tmp_name = "journal.tmp";
 /// How many bytes before the cut the journal's head checksum covers.
@@ -131,7 +136,23 @@ struct journal_entry {
 /// no header line, sizes or checksum not matching). The tail points into `journal`.
 inline std::optional<journal_entry> journal_content(std::string_view journal) {
   const auto nl = journal.find('\n');
-  if (nl == std::string_view::npos || !journal.starts_with(journal_magic)) return std::nullopt;
+  if (nl == std::string_view::npos) return std::nullopt;
+  if (journal.starts_with(journal_magic_v2)) {
+    // Left by an older mama killed mid-save: the whole new content, cut at 0.
+    const std::string header(journal.substr(journal_magic_v2.size(), nl - journal_magic_v2.size()));
+    unsigned long long size = 0, hash = 0;
+    int used = 0;
+    if (std::sscanf(header.c_str(), "%llu %llx%n", &size, &hash, &used) != 2 ||
+        static_cast<std::size_t>(used) != header.size())
+      return std::nullopt;
+    journal_entry e;
+    e.tail = journal.substr(nl + 1);
+    if (e.tail.size() != size || checksum64(e.tail) != hash) return std::nullopt;
+    e.size = size;
+    e.head_sum = journal_head_sum(e.tail, 0);
+    return e;
+  }
+  if (!journal.starts_with(journal_magic)) return std::nullopt;
   const std::string header(journal.substr(journal_magic.size(), nl - journal_magic.size()));
   unsigned long long cut = 0, size = 0, head = 0, hash = 0;
   int used = 0;
