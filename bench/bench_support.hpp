@@ -199,7 +199,7 @@ inline bool ps_says_alive(int pid) {
   return spawn_and_wait({"ps", "-p", p.c_str()}) == 0;
 }
 
-/// Verdict counts of one sweep, indexed by mama::verdict.
+/// Verdict counts of one sweep, indexed by mama::Verdict.
 using Counts = std::array<std::size_t, 5>;
 
 /// What `mama list` does for every machine: assess it with the probe, asking the store's hold
@@ -210,11 +210,11 @@ Counts sweep(Store& store, const Probe& probe, mama::Observation& here) {
   auto tx = store.begin();
   const auto machines = tx.machines();
   for (const auto& m : machines) {
-    here.hold = mama::hold_state::none;
+    here.hold = mama::HoldState::none;
     std::optional<typename Store::hold> hold;
     if (!m.job.idle() && !m.job.token.empty() && store.exact_liveness()) {
       hold = tx.try_hold(m.name);
-      here.hold = hold ? mama::hold_state::free : mama::hold_state::held;
+      here.hold = hold ? mama::HoldState::free : mama::HoldState::held;
     }
     const auto a = mama::assess(m.job, here,
                                 [&probe](int pid, auto start) { return probe.check(pid, start); });
@@ -227,9 +227,9 @@ Counts sweep(Store& store, const Probe& probe, mama::Observation& here) {
 inline Counts expected_counts(std::size_t n) {
   Counts c{};
   for (std::size_t i = 0; i < n; ++i)
-    ++c[static_cast<std::size_t>(role_of(i) == role::dead      ? mama::verdict::stale
-                                 : role_of(i) == role::running ? mama::verdict::running
-                                                               : mama::verdict::idle)];
+    ++c[static_cast<std::size_t>(role_of(i) == role::dead      ? mama::Verdict::stale
+                                 : role_of(i) == role::running ? mama::Verdict::running
+                                                               : mama::Verdict::idle)];
   return c;
 }
 

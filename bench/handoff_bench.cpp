@@ -114,7 +114,7 @@ void BM_handoff(benchmark::State& state, ending how, bool sync, bool on_tmpfs) {
         int waits = 0;
         auto opts = options("benchmark waiter");
         opts.on_event = [&](const mama::Event& e) {
-          if (e.kind == mama::event_kind::waiting && ++waits == 2) from_waiter.send('w');
+          if (e.kind == mama::EventKind::waiting && ++waits == 2) from_waiter.send('w');
         };
         mama::XmlStateStore store(path, mama_bench::xml_options(sync));
         mama::JobGuard guard(store, machine, opts);

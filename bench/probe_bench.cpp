@@ -48,8 +48,8 @@ void BM_probe_mama_proc(benchmark::State& state) {
   const mama::ProcProbe probe;
   const int pid = sleeper().pid;
   const std::optional<std::uint64_t> start = sleeper().start;
-  if (probe.check(pid, start) != mama::liveness::alive ||
-      probe.check(pid, *start + 1) != mama::liveness::reused) {
+  if (probe.check(pid, start) != mama::Liveness::alive ||
+      probe.check(pid, *start + 1) != mama::Liveness::reused) {
     state.SkipWithError("ProcProbe does not see the live child or its start time");
     return;
   }
@@ -60,7 +60,7 @@ BENCHMARK(BM_probe_mama_proc)->Name("probe/mama_proc_reuse_check");
 void BM_probe_mama_gone(benchmark::State& state) {
   const mama::ProcProbe probe;
   const int pid = mama_bench::dead_pids(1)[0];
-  if (probe.check(pid, 4242) != mama::liveness::gone) {
+  if (probe.check(pid, 4242) != mama::Liveness::gone) {
     state.SkipWithError("ProcProbe does not see the dead PID as gone");
     return;
   }

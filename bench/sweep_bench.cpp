@@ -30,7 +30,7 @@ using mama_bench::style;
 mama::Observation observation() {
   const mama::ProcProbe probe;
   return {probe.host_name(), probe.boot_id(), std::chrono::system_clock::now(),
-          std::chrono::seconds(300), mama::hold_state::none};
+          std::chrono::seconds(300), mama::HoldState::none};
 }
 
 template <class Store>

@@ -62,14 +62,14 @@ static_assert(!mama::guard_clock<int>);
 // --- ProcessProbe --------------------------------------------------------------------------
 
 struct MinimalProbe {
-  mama::liveness check(int, opt_start) const { return mama::liveness::alive; }
+  mama::Liveness check(int, opt_start) const { return mama::Liveness::alive; }
   mama::ProcessIdentity self() const { return {1, 1}; }
   std::string host_name() const { return "h"; }
   const char* boot_id() const { return "b"; }  // convertible to std::string is enough
   bool is_ancestor(int, opt_start) const { return false; }
 };
 struct ProbeWithoutAncestor {
-  mama::liveness check(int, opt_start) const { return mama::liveness::alive; }
+  mama::Liveness check(int, opt_start) const { return mama::Liveness::alive; }
   mama::ProcessIdentity self() const { return {1, 1}; }
   std::string host_name() const { return "h"; }
   std::string boot_id() const { return "b"; }
@@ -82,21 +82,21 @@ struct ProbeCheckReturnsBool {  // alive/dead is not enough: reused and unknown 
   bool is_ancestor(int, opt_start) const { return false; }
 };
 struct ProbeSelfReturnsPid {
-  mama::liveness check(int, opt_start) const { return mama::liveness::alive; }
+  mama::Liveness check(int, opt_start) const { return mama::Liveness::alive; }
   int self() const { return 1; }
   std::string host_name() const { return "h"; }
   std::string boot_id() const { return "b"; }
   bool is_ancestor(int, opt_start) const { return false; }
 };
 struct ProbeHostIsInt {
-  mama::liveness check(int, opt_start) const { return mama::liveness::alive; }
+  mama::Liveness check(int, opt_start) const { return mama::Liveness::alive; }
   mama::ProcessIdentity self() const { return {1, 1}; }
   int host_name() const { return 0; }
   std::string boot_id() const { return "b"; }
   bool is_ancestor(int, opt_start) const { return false; }
 };
 struct ProbeWithoutBootId {
-  mama::liveness check(int, opt_start) const { return mama::liveness::alive; }
+  mama::Liveness check(int, opt_start) const { return mama::Liveness::alive; }
   mama::ProcessIdentity self() const { return {1, 1}; }
   std::string host_name() const { return "h"; }
   bool is_ancestor(int, opt_start) const { return false; }

@@ -16,7 +16,7 @@
 #include "support.hpp"
 
 using namespace std::chrono_literals;
-using mama::event_kind;
+using mama::EventKind;
 using mama::JobRecord;
 
 namespace {
@@ -28,7 +28,7 @@ constexpr std::int64_t kNow = 1763047845;  // ManualClock's default start
 
 /// An event as recorded by the test (Event holds references valid only during the call).
 struct Seen {
-  event_kind kind;
+  EventKind kind;
   std::string machine;
   std::string store;
   JobRecord record;
@@ -77,17 +77,17 @@ struct Rig {
   }
   std::optional<Guard> try_claim() { return try_claim(options()); }
 
-  std::vector<event_kind> kinds() const {
-    std::vector<event_kind> out;
+  std::vector<EventKind> kinds() const {
+    std::vector<EventKind> out;
     for (const auto& e : events) out.push_back(e.kind);
     return out;
   }
-  std::size_t count(event_kind k) const {
+  std::size_t count(EventKind k) const {
     std::size_t n = 0;
     for (const auto& e : events) n += e.kind == k;
     return n;
   }
-  const Seen& last(event_kind k) const {
+  const Seen& last(EventKind k) const {
     for (auto it = events.rbegin(); it != events.rend(); ++it)
       if (it->kind == k) return *it;
     FAIL("no event " << mama::to_string(k));
@@ -137,14 +137,14 @@ TEST_CASE("claiming a free machine writes all seven job fields and releasing cle
     CHECK(guard.active());
     CHECK_FALSE(guard.nested());
     CHECK(rig.clock.waits().empty());
-    CHECK(rig.kinds() == std::vector{event_kind::claimed});
+    CHECK(rig.kinds() == std::vector{EventKind::claimed});
     CHECK(rig.events[0].record == r);
     CHECK(rig.events[0].machine == kMachine);
     CHECK(rig.events[0].store == "<memory>");
   }
   CHECK(rig.store.record(kMachine).idle());
   CHECK(rig.store.record(kMachine) == JobRecord{});  // every job field cleared, not only `job`
-  CHECK(rig.kinds() == std::vector{event_kind::claimed, event_kind::released});
+  CHECK(rig.kinds() == std::vector{EventKind::claimed, EventKind::released});
   CHECK(rig.store.commits() == 2);
   // Only this machine's job fields changed.
   CHECK(rig.store.record("other-machine") == other_before);
@@ -176,7 +176,7 @@ TEST_CASE("release() releases at once and the destructor then does nothing", "[g
   rig.store.set_record(kMachine, Rig::legacy_holder("someone else", 777));
   guard.release();  // a second release must not touch the new holder
   CHECK(rig.store.record(kMachine).job == "someone else");
-  CHECK(rig.count(event_kind::released) == 1);
+  CHECK(rig.count(EventKind::released) == 1);
 }
 
 TEST_CASE("a moved guard releases exactly once", "[guard]") {
@@ -188,7 +188,7 @@ TEST_CASE("a moved guard releases exactly once", "[guard]") {
     CHECK_FALSE(g->active());
     CHECK(moved.active());
   }
-  CHECK(rig.count(event_kind::released) == 1);
+  CHECK(rig.count(EventKind::released) == 1);
   CHECK(rig.store.record(kMachine).idle());
 }
 
@@ -212,17 +212,17 @@ TEST_CASE("a claim waits through the clock while a live job runs", "[guard][wait
     const auto kinds = rig.kinds();
     REQUIRE(kinds.size() >= 4);
     CHECK(std::vector(kinds.end() - 3, kinds.end()) ==
-          std::vector{event_kind::stale_detected, event_kind::stale_cleared, event_kind::claimed});
+          std::vector{EventKind::stale_detected, EventKind::stale_cleared, EventKind::claimed});
     for (std::size_t i = 0; i + 3 < rig.events.size(); ++i) {
-      CHECK(rig.events[i].kind == event_kind::waiting);
+      CHECK(rig.events[i].kind == EventKind::waiting);
       CHECK(rig.events[i].record.pid == "500");
       CHECK(rig.events[i].reason == "running");
     }
     // Each waiting event tells the time waited before that wait: the last one precedes wait 3.
-    CHECK(rig.last(event_kind::waiting).waited == 4s);
+    CHECK(rig.last(EventKind::waiting).waited == 4s);
     // The claimed event tells the whole time the claim waited.
-    CHECK(rig.last(event_kind::claimed).waited == 6s);
-    CHECK(rig.last(event_kind::stale_detected).reason == "process not running");
+    CHECK(rig.last(EventKind::claimed).waited == 6s);
+    CHECK(rig.last(EventKind::stale_detected).reason == "process not running");
     CHECK(rig.store.record(kMachine).pid == "4242");
   }
 
@@ -232,8 +232,8 @@ TEST_CASE("a claim waits through the clock while a live job runs", "[guard][wait
     });
     auto guard = rig.claim(opts);
     CHECK(rig.clock.waits().size() == 1);
-    CHECK(rig.count(event_kind::stale_detected) == 0);
-    CHECK(rig.kinds().back() == event_kind::claimed);
+    CHECK(rig.count(EventKind::stale_detected) == 0);
+    CHECK(rig.kinds().back() == EventKind::claimed);
     CHECK(rig.store.record(kMachine) == guard.record());
   }
 }
@@ -256,7 +256,7 @@ TEST_CASE("a claim's kernel hold outranks the PID: held means running, freed and
   auto guard = rig.claim();
   CHECK(rig.clock.waits().size() == 2);
   CHECK(rig.probe.checks() == 1);  // the PID was asked once, when the hold was free
-  CHECK(rig.last(event_kind::stale_detected).reason == "process not running");
+  CHECK(rig.last(EventKind::stale_detected).reason == "process not running");
   CHECK(rig.store.record(kMachine) == guard.record());
   // Our claim now keeps the hold: nobody else can take it.
   CHECK_FALSE(rig.store.hold_for_test(kMachine));
@@ -271,8 +271,8 @@ TEST_CASE("a legacy PID-less job is waited on until it is older than stale_after
   opts.poll_interval = 5s;
   auto guard = rig.claim(opts);  // 290 s + 3 waits of 5 s = 305 s > 300 s
   CHECK(rig.clock.waits().size() == 3);
-  CHECK(rig.last(event_kind::stale_detected).reason == "no PID, set 5 min ago");
-  CHECK(rig.last(event_kind::waiting).reason == "no PID recorded");
+  CHECK(rig.last(EventKind::stale_detected).reason == "no PID, set 5 min ago");
+  CHECK(rig.last(EventKind::waiting).reason == "no PID recorded");
 }
 
 TEST_CASE("stale_after is the guard's option", "[guard][wait]") {
@@ -284,7 +284,7 @@ TEST_CASE("stale_after is the guard's option", "[guard][wait]") {
   opts.stale_after = 60s;
   auto guard = rig.claim(opts);
   CHECK(rig.clock.waits().empty());
-  CHECK(rig.last(event_kind::stale_detected).reason == "no PID, set 1 min ago");
+  CHECK(rig.last(EventKind::stale_detected).reason == "no PID, set 1 min ago");
 }
 
 TEST_CASE("a claim times out with an error naming the machine, the store and the holder",
@@ -316,7 +316,7 @@ TEST_CASE("a claim times out with an error naming the machine, the store and the
     CHECK(rig.clock.waits().empty());
   }
   CHECK(rig.store.record(kMachine) == before);
-  CHECK(rig.count(event_kind::claimed) == 0);
+  CHECK(rig.count(EventKind::claimed) == 0);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ TEST_CASE("a stale job is reported with the exact line and cleared in the same c
   SECTION("events, in order, through GuardOptions::on_event") {
     auto guard = rig.claim();
     CHECK(rig.kinds() ==
-          std::vector{event_kind::stale_detected, event_kind::stale_cleared, event_kind::claimed});
+          std::vector{EventKind::stale_detected, EventKind::stale_cleared, EventKind::claimed});
     CHECK(rig.events[0].record == stale);
     CHECK(rig.events[0].reason == "process not running");
     CHECK(rig.events[1].record == stale);
@@ -385,7 +385,7 @@ TEST_CASE("the original test suite's five cases, through a claim", "[guard][orig
   SECTION("a job with a PID that does not exist is stale: cleared and claimed") {
     rig.store.set_record(kMachine, Rig::legacy_holder("dead job", 999999));
     CHECK(rig.try_claim());
-    CHECK(rig.last(event_kind::stale_detected).reason == "process not running");
+    CHECK(rig.last(EventKind::stale_detected).reason == "process not running");
   }
   SECTION("a job with a live PID is not stale: busy, left alone") {
     rig.probe.spawn(31337);
@@ -398,7 +398,7 @@ TEST_CASE("the original test suite's five cases, through a claim", "[guard][orig
     r.pid.clear();
     rig.store.set_record(kMachine, r);
     CHECK(rig.try_claim());
-    CHECK(rig.last(event_kind::stale_detected).reason == "no PID, set 6 min ago");
+    CHECK(rig.last(EventKind::stale_detected).reason == "no PID, set 6 min ago");
   }
   SECTION("a job with no PID, recent, is not stale") {
     auto r = Rig::legacy_holder("pidless recent", 0, 60);
@@ -409,7 +409,7 @@ TEST_CASE("the original test suite's five cases, through a claim", "[guard][orig
   }
   SECTION("no job: claimed, nothing detected") {
     CHECK(rig.try_claim());
-    CHECK(rig.count(event_kind::stale_detected) == 0);
+    CHECK(rig.count(EventKind::stale_detected) == 0);
   }
   CHECK(rig.clock.waits().empty());
 }
@@ -429,7 +429,7 @@ TEST_CASE("a PID-less job with no usable time is stamped, then cleared stale_aft
   CHECK(stamped.job == "phantom");
   // A claim that waits gets it once stale_after (300 s) has passed since then.
   auto guard = rig.claim();
-  CHECK(rig.last(event_kind::stale_detected).reason == "no PID, set 5 min ago");
+  CHECK(rig.last(EventKind::stale_detected).reason == "no PID, set 5 min ago");
   const auto waited =
       rig.clock.now() - std::chrono::system_clock::time_point(std::chrono::seconds(kNow));
   CHECK(waited > 300s);
@@ -513,8 +513,8 @@ TEST_CASE("a release that finds job processes still holding the hold keeps the r
   const auto kept = rig.store.record(kMachine);
   CHECK(kept.job == "run my-test");
   CHECK(kept.pid.empty());  // the memory store cannot name the process: the hold decides
-  CHECK(rig.count(event_kind::leftover_holders) == 1);
-  CHECK(rig.count(event_kind::released) == 0);
+  CHECK(rig.count(EventKind::leftover_holders) == 1);
+  CHECK(rig.count(EventKind::released) == 0);
   // Busy to the next claimer while the leftover holds it; free once it is gone.
   mama::FakeProbe next_process;
   next_process.set_self({5000, 1});
@@ -617,7 +617,7 @@ TEST_CASE("a claim inside an ancestor's claim does not wait and restores its rec
       auto guard = rig.claim(rig.options("inner job"));
       CHECK(guard.nested());
       CHECK(rig.clock.waits().empty());
-      CHECK(rig.kinds() == std::vector{event_kind::nested});
+      CHECK(rig.kinds() == std::vector{EventKind::nested});
       CHECK(rig.events[0].record == parent);
       const auto r = rig.store.record(kMachine);
       CHECK(r == guard.record());
@@ -626,7 +626,7 @@ TEST_CASE("a claim inside an ancestor's claim does not wait and restores its rec
       CHECK(r.token != parent.token);
     }
     CHECK(rig.store.record(kMachine) == parent);  // byte for byte what the parent wrote
-    CHECK(rig.kinds() == std::vector{event_kind::nested, event_kind::released});
+    CHECK(rig.kinds() == std::vector{EventKind::nested, EventKind::released});
   }
 
   SECTION("an ancestor's PID with another start time is not the ancestor: PID reused, stale") {
@@ -637,7 +637,7 @@ TEST_CASE("a claim inside an ancestor's claim does not wait and restores its rec
     auto guard = rig.try_claim();
     REQUIRE(guard);
     CHECK_FALSE(guard->nested());
-    CHECK(rig.last(event_kind::stale_detected).reason == "PID reused by another process");
+    CHECK(rig.last(EventKind::stale_detected).reason == "PID reused by another process");
   }
 
   SECTION("two guards in one process on one machine: the inner one nests") {
@@ -682,8 +682,8 @@ TEST_CASE("a claim cleared as stale while it ran leaves its successor alone (I4)
   }
   const auto commits_after_takeover = rig.store.commits();
   CHECK(rig.store.record(kMachine) == successor);
-  CHECK(rig.count(event_kind::released) == 0);
-  const auto& e = rig.last(event_kind::successor_found);
+  CHECK(rig.count(EventKind::released) == 0);
+  const auto& e = rig.last(EventKind::successor_found);
   CHECK(e.record == successor);
   CHECK(rig.store.commits() == commits_after_takeover);
   CHECK_THAT(out.str(),
@@ -703,7 +703,7 @@ TEST_CASE("release recognises its record after a PHP rewrite dropped the token",
     rig.store.set_record(kMachine, php);
     guard.release();
     CHECK(rig.store.record(kMachine).idle());
-    CHECK(rig.count(event_kind::released) == 1);
+    CHECK(rig.count(EventKind::released) == 1);
   }
   SECTION("same PID, another job text: not ours, left alone") {
     php.job = "someone else's job";
@@ -711,7 +711,7 @@ TEST_CASE("release recognises its record after a PHP rewrite dropped the token",
     rig.store.set_record(kMachine, php);
     guard.release();
     CHECK(rig.store.record(kMachine) == php);
-    CHECK(rig.count(event_kind::successor_found) == 1);
+    CHECK(rig.count(EventKind::successor_found) == 1);
   }
   SECTION("same job text, another PID: not ours, left alone") {
     php.job = guard.record().job;
@@ -719,7 +719,7 @@ TEST_CASE("release recognises its record after a PHP rewrite dropped the token",
     rig.store.set_record(kMachine, php);
     guard.release();
     CHECK(rig.store.record(kMachine) == php);
-    CHECK(rig.count(event_kind::successor_found) == 1);
+    CHECK(rig.count(EventKind::successor_found) == 1);
   }
 }
 
@@ -741,10 +741,10 @@ TEST_CASE("a store failure on release is reported, never thrown from the destruc
       rig.store.fail_next_commit();
     };
     REQUIRE_NOTHROW(run());
-    const auto& e = rig.last(event_kind::release_failed);
+    const auto& e = rig.last(EventKind::release_failed);
     CHECK_THAT(e.reason, Catch::Contains("injected failure"));
     CHECK(e.record == ours);
-    CHECK(rig.count(event_kind::released) == 0);
+    CHECK(rig.count(EventKind::released) == 0);
     CHECK_THAT(out.str(), Catch::Contains("could not release machine 'test-machine' in <memory>") &&
                               Catch::Contains("the next claim will detect the job as stale"));
   }
@@ -763,11 +763,11 @@ TEST_CASE("a store failure on release is reported, never thrown from the destruc
   next_process.set_self({5000, 1});
   next_process.spawn(4242, 1000);  // our PID still lives
   CHECK_FALSE(Guard::try_claim(rig.store, kMachine, rig.options("next"), rig.clock, next_process));
-  CHECK(rig.count(event_kind::stale_detected) == 0);
+  CHECK(rig.count(EventKind::stale_detected) == 0);
   next_process.kill(4242);
   auto next = Guard::try_claim(rig.store, kMachine, rig.options("next"), rig.clock, next_process);
   REQUIRE(next);
-  CHECK(rig.last(event_kind::stale_detected).record == ours);
+  CHECK(rig.last(EventKind::stale_detected).record == ours);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -805,7 +805,7 @@ struct EventLog {
     };
     return o;
   }
-  std::size_t count(event_kind k) const {
+  std::size_t count(EventKind k) const {
     std::size_t n = 0;
     for (const auto& e : events) n += e.kind == k;
     return n;
@@ -834,8 +834,8 @@ TEST_CASE("JobGuard on a real mama.xml: the record is in the file while claimed,
   const std::string after = mama::test::read_file(lab.file);
   CHECK_THAT(after, Catch::Contains("<resource><name>r</name></resource>") &&
                         Catch::Contains("<mac>aa:bb:cc:dd:ee:ff</mac>"));
-  CHECK(log.count(event_kind::claimed) == 1);
-  CHECK(log.count(event_kind::released) == 1);
+  CHECK(log.count(EventKind::claimed) == 1);
+  CHECK(log.count(EventKind::released) == 1);
 }
 
 TEST_CASE("a holder killed with SIGKILL: the next claim gets the machine at once",
@@ -864,7 +864,7 @@ TEST_CASE("a holder killed with SIGKILL: the next claim gets the machine at once
   mama::XmlStateStore store(lab.file);
   // While the holder lives, the machine is busy.
   CHECK_FALSE(mama::JobGuard::try_claim(store, kMachine, log.options("too early")));
-  CHECK(log.count(event_kind::stale_detected) == 0);
+  CHECK(log.count(EventKind::stale_detected) == 0);
 
   holder.kill_and_reap(SIGKILL);
   CHECK(lab.record().pid == holder_pid);  // the phantom job is still in the file
@@ -879,10 +879,10 @@ TEST_CASE("a holder killed with SIGKILL: the next claim gets the machine at once
   };
   {
     mama::JobGuard guard(store, kMachine, opts);
-    CHECK(log.count(event_kind::waiting) == 0);  // no poll period, no timeout: at once
-    REQUIRE(log.count(event_kind::stale_detected) == 1);
+    CHECK(log.count(EventKind::waiting) == 0);  // no poll period, no timeout: at once
+    REQUIRE(log.count(EventKind::stale_detected) == 1);
     const auto& detected = log.events.front();
-    CHECK(detected.kind == event_kind::stale_detected);
+    CHECK(detected.kind == EventKind::stale_detected);
     CHECK(detected.reason == "process not running");
     CHECK(detected.record.pid == holder_pid);
     CHECK(out.str() ==
@@ -903,13 +903,13 @@ TEST_CASE("a claim does not nest inside its own process's dead claim (I1 after a
     dead = first.record();
     rig.store.fail_next_commit();
   }
-  REQUIRE(rig.count(event_kind::release_failed) == 1);
+  REQUIRE(rig.count(EventKind::release_failed) == 1);
   REQUIRE(rig.store.record(kMachine) == dead);
   // Our PID is the record's PID, so the ancestor rule matches; but the claim is dead, and a
   // nested claim takes no hold: another process would then take the machine beside us.
   auto second = rig.claim(rig.options("second"));
   CHECK_FALSE(second.nested());
-  CHECK(rig.last(event_kind::stale_detected).record == dead);
+  CHECK(rig.last(EventKind::stale_detected).record == dead);
   mama::FakeProbe other_process;
   other_process.set_self({5000, 1});
   CHECK_FALSE(
@@ -980,7 +980,7 @@ TEST_CASE("wait_until_free clears stale jobs and returns on a free machine witho
     CHECK(rig.clock.waits().size() == 3);
     CHECK(rig.store.record(kMachine).idle());
     CHECK(rig.store.commits() == commits + 1);  // only the holder's own clearing
-    CHECK(rig.count(event_kind::claimed) == 0);
+    CHECK(rig.count(EventKind::claimed) == 0);
     (void)before;
   }
   SECTION("a stale holder: cleared, reported, and the machine stays free") {
@@ -988,9 +988,9 @@ TEST_CASE("wait_until_free clears stale jobs and returns on a free machine witho
     Guard::wait_until_free(rig.store, kMachine, rig.options(), rig.clock, rig.probe);
     CHECK(rig.clock.waits().empty());
     CHECK(rig.store.record(kMachine) == JobRecord{});
-    CHECK(rig.count(event_kind::stale_detected) == 1);
-    CHECK(rig.count(event_kind::stale_cleared) == 1);
-    CHECK(rig.count(event_kind::claimed) == 0);
+    CHECK(rig.count(EventKind::stale_detected) == 1);
+    CHECK(rig.count(EventKind::stale_cleared) == 1);
+    CHECK(rig.count(EventKind::claimed) == 0);
     // Free means free: no hold is kept either.
     CHECK(rig.store.hold_for_test(kMachine));
   }
@@ -1018,12 +1018,12 @@ TEST_CASE("a process never nests inside its own claim's leftover job processes",
   REQUIRE(leftover);
   REQUIRE(rig.store.record(kMachine).job == "first");
   CHECK_FALSE(rig.try_claim(rig.options("second")));  // held: wait, do not nest
-  CHECK(rig.count(event_kind::nested) == 0);
+  CHECK(rig.count(EventKind::nested) == 0);
   leftover.reset();  // the job's last process ended
   auto second = rig.try_claim(rig.options("second"));
   REQUIRE(second);
   CHECK_FALSE(second->nested());
-  CHECK(rig.last(event_kind::stale_detected).reason == "processes of the job ended");
+  CHECK(rig.last(EventKind::stale_detected).reason == "processes of the job ended");
 }
 
 TEST_CASE("a claim from another thread of this process waits instead of nesting",
@@ -1038,7 +1038,7 @@ TEST_CASE("a claim from another thread of this process waits instead of nesting"
   other.join();
   REQUIRE(other_got_it);
   CHECK_FALSE(*other_got_it);
-  CHECK(rig.count(event_kind::nested) == 0);
+  CHECK(rig.count(EventKind::nested) == 0);
   // The same thread still nests (the PHP tool's rule: a process is its own ancestor).
   auto inner = rig.claim(rig.options("same thread"));
   CHECK(inner.nested());

@@ -1,7 +1,7 @@
 // tests/harness_test.cpp — mama::RunClaim, the claim behind the test-runner integrations: what it
 // refuses before touching anything.
 #include <catch2/catch.hpp>
-#include <mama/harness.hpp>
+#include <mama/runners/harness.hpp>
 
 #include "support.hpp"
 

@@ -21,11 +21,11 @@
 #endif
 
 namespace fs = std::filesystem;
-using mama::save_step;
+using mama::SaveStep;
 using mama::detail::journal_content;
 using mama::detail::journal_entry;
 using mama::detail::journal_header;
-using mama::detail::journal_outcome;
+using mama::detail::JournalOutcome;
 using mama::detail::journal_replays;
 using namespace mama::test;
 
@@ -70,7 +70,7 @@ struct Lab {
     REQUIRE(fd);
     return fd;
   }
-  journal_outcome recover(bool read_only = false) const {
+  JournalOutcome recover(bool read_only = false) const {
     const auto dir = open_dir();
     const auto fd = open_file(read_only ? O_RDONLY : O_RDWR);
     const mama::detail::save_io io{name, false, 1u << 20, nullptr};
@@ -80,9 +80,9 @@ struct Lab {
 
 /// Runs a journaled save from `old_state` to `new_state` in a child process that kills itself
 /// with SIGKILL at `at`; returns when the child is dead.
-void save_killed_at(const Lab& lab, save_step at) {
+void save_killed_at(const Lab& lab, SaveStep at) {
   Child child([&] {
-    const std::function<void(save_step)> hook = [at](save_step s) {
+    const std::function<void(SaveStep)> hook = [at](SaveStep s) {
       if (s == at) ::kill(::getpid(), SIGKILL);
     };
     const mama::detail::save_io io{lab.name, false, 1u << 20, &hook};
@@ -196,17 +196,17 @@ TEST_CASE("recovery replays only an interrupted rewrite of the journaled save") 
 
 TEST_CASE("a save killed at each step is finished or discarded by recovery") {
   struct expectation {
-    save_step at;
-    journal_outcome outcome;
+    SaveStep at;
+    JournalOutcome outcome;
   };
   // What the header promises for each crash point.
   const expectation cases[] = {
-      {save_step::journal_written, journal_outcome::none},       // only journal.tmp: never applied
-      {save_step::journal_renamed, journal_outcome::discarded},  // mama.xml still old
-      {save_step::file_truncated, journal_outcome::replayed},
-      {save_step::file_half_written, journal_outcome::replayed},
-      {save_step::file_written, journal_outcome::discarded},  // mama.xml already new
-      {save_step::journal_removed, journal_outcome::none},
+      {SaveStep::journal_written, JournalOutcome::none},       // only journal.tmp: never applied
+      {SaveStep::journal_renamed, JournalOutcome::discarded},  // mama.xml still old
+      {SaveStep::file_truncated, JournalOutcome::replayed},
+      {SaveStep::file_half_written, JournalOutcome::replayed},
+      {SaveStep::file_written, JournalOutcome::discarded},  // mama.xml already new
+      {SaveStep::journal_removed, JournalOutcome::none},
   };
   for (const auto& c : cases) {
     INFO("killed at " << mama::to_string(c.at));
@@ -216,27 +216,27 @@ TEST_CASE("a save killed at each step is finished or discarded by recovery") {
     // What a reader sees right after the crash.
     const std::string torn = read_file(lab.file);
     const bool rewrite_started =
-        c.at == save_step::file_truncated || c.at == save_step::file_half_written;
+        c.at == SaveStep::file_truncated || c.at == SaveStep::file_half_written;
     if (rewrite_started) {
       CHECK(new_state.starts_with(torn));
       CHECK(torn.size() < new_state.size());
       CHECK(torn.find("</settings>") == std::string::npos);  // refused, never misread
       CHECK(torn.size() > 0);                                // never cut to zero
-    } else if (c.at == save_step::journal_written || c.at == save_step::journal_renamed) {
+    } else if (c.at == SaveStep::journal_written || c.at == SaveStep::journal_renamed) {
       CHECK(torn == old_state);
     } else {
       CHECK(torn == new_state);
     }
-    CHECK(fs::exists(lab.journal_tmp) == (c.at == save_step::journal_written));
+    CHECK(fs::exists(lab.journal_tmp) == (c.at == SaveStep::journal_written));
     CHECK(fs::exists(lab.journal) ==
-          (c.at != save_step::journal_written && c.at != save_step::journal_removed));
+          (c.at != SaveStep::journal_written && c.at != SaveStep::journal_removed));
 
     CHECK(lab.recover() == c.outcome);
     const bool saved =
-        rewrite_started || c.at == save_step::file_written || c.at == save_step::journal_removed;
+        rewrite_started || c.at == SaveStep::file_written || c.at == SaveStep::journal_removed;
     CHECK(read_file(lab.file) == (saved ? new_state : old_state));
     CHECK_FALSE(fs::exists(lab.journal));
-    CHECK(lab.recover() == journal_outcome::none);  // recovery is done once
+    CHECK(lab.recover() == JournalOutcome::none);  // recovery is done once
 
     // The next save goes through (and clears a leftover journal.tmp).
     const auto dir = lab.open_dir();
@@ -268,9 +268,9 @@ TEST_CASE("a damaged journal is never applied, even over a torn file") {
     INFO("journal: " << journal.substr(0, 40));
     Lab lab(torn);
     write_file(lab.journal, journal);
-    CHECK(lab.recover(/*read_only=*/true) == journal_outcome::invalid);
+    CHECK(lab.recover(/*read_only=*/true) == JournalOutcome::invalid);
     CHECK(fs::exists(lab.journal));  // a read-only user removes nothing
-    CHECK(lab.recover() == journal_outcome::invalid);
+    CHECK(lab.recover() == JournalOutcome::invalid);
     CHECK(read_file(lab.file) == torn);
     CHECK_FALSE(fs::exists(lab.journal));
   }
@@ -288,13 +288,13 @@ TEST_CASE("a journal of format 2 (the whole content, an older mama) is still rec
   {
     Lab lab(new_state.substr(0, new_state.size() / 2));  // its rewrite was interrupted
     write_file(lab.journal, v2);
-    CHECK(lab.recover() == journal_outcome::replayed);
+    CHECK(lab.recover() == JournalOutcome::replayed);
     CHECK(read_file(lab.file) == new_state);
   }
   {
     Lab lab(old_state);  // never started
     write_file(lab.journal, v2);
-    CHECK(lab.recover() == journal_outcome::discarded);
+    CHECK(lab.recover() == JournalOutcome::discarded);
     CHECK(read_file(lab.file) == old_state);
   }
   std::string damaged = v2;
@@ -306,7 +306,7 @@ TEST_CASE("a journal older than what the PHP tool wrote since is discarded") {
   const std::string php_wrote = old_state.substr(0, old_state.size() - 12) + "<x/>\n</settings>\n";
   Lab lab(php_wrote);
   write_file(lab.journal, journal_bytes(new_state));
-  CHECK(lab.recover() == journal_outcome::discarded);
+  CHECK(lab.recover() == JournalOutcome::discarded);
   CHECK(read_file(lab.file) == php_wrote);
   CHECK_FALSE(fs::exists(lab.journal));
 }
@@ -324,6 +324,6 @@ TEST_CASE("a read-only user who finds a half-written file is told, and nothing c
   }
   CHECK(read_file(lab.file) == torn);
   CHECK(fs::exists(lab.journal));
-  CHECK(lab.recover() == journal_outcome::replayed);
+  CHECK(lab.recover() == JournalOutcome::replayed);
   CHECK(read_file(lab.file) == new_state);
 }

@@ -18,7 +18,7 @@
 
 #include "support.hpp"
 
-using mama::liveness;
+using mama::Liveness;
 using mama::ProcProbe;
 using mama::test::Child;
 using mama::test::eventually;
@@ -73,8 +73,8 @@ TEST_CASE("ProcProbe: a child that exited and was reaped is gone", "[probe][real
   const pid_t pid = child.pid();
   REQUIRE(exit_status(child.wait()) == 0);
   ProcProbe probe;
-  CHECK(probe.check(pid, std::nullopt) == liveness::gone);
-  CHECK(probe.check(pid, 12345) == liveness::gone);
+  CHECK(probe.check(pid, std::nullopt) == Liveness::gone);
+  CHECK(probe.check(pid, 12345) == Liveness::gone);
 }
 
 TEST_CASE("ProcProbe: a zombie (exited, not reaped) is gone", "[probe][real]") {
@@ -83,7 +83,7 @@ TEST_CASE("ProcProbe: a zombie (exited, not reaped) is gone", "[probe][real]") {
   REQUIRE(eventually([&] { return state_of(pid) == 'Z'; }));
   ProcProbe probe;
   CHECK(::kill(pid, 0) == 0);  // the kernel still knows the PID: kill() alone would say alive
-  CHECK(probe.check(pid, std::nullopt) == liveness::gone);
+  CHECK(probe.check(pid, std::nullopt) == Liveness::gone);
   CHECK(exit_status(child.wait()) == 3);
 }
 
@@ -94,18 +94,18 @@ TEST_CASE("ProcProbe: a live child is alive at its start time and 'reused' at an
   REQUIRE(eventually([&] { return state_of(pid) == 'S'; }));
   const auto start = start_of(pid);
   ProcProbe probe;
-  CHECK(probe.check(pid, start) == liveness::alive);
-  CHECK(probe.check(pid, std::nullopt) == liveness::alive);
-  CHECK(probe.check(pid, start + 1) == liveness::reused);
-  CHECK(probe.check(pid, start - 1) == liveness::reused);
+  CHECK(probe.check(pid, start) == Liveness::alive);
+  CHECK(probe.check(pid, std::nullopt) == Liveness::alive);
+  CHECK(probe.check(pid, start + 1) == Liveness::reused);
+  CHECK(probe.check(pid, start - 1) == Liveness::reused);
   child.kill_and_reap();
-  CHECK(probe.check(pid, start) == liveness::gone);
+  CHECK(probe.check(pid, start) == Liveness::gone);
 }
 
 TEST_CASE("ProcProbe: PIDs that cannot be processes are gone", "[probe]") {
   ProcProbe probe;
-  CHECK(probe.check(0, std::nullopt) == liveness::gone);
-  CHECK(probe.check(-1, std::nullopt) == liveness::gone);
+  CHECK(probe.check(0, std::nullopt) == Liveness::gone);
+  CHECK(probe.check(-1, std::nullopt) == Liveness::gone);
 }
 
 TEST_CASE("ProcProbe: a process of another user is alive", "[probe][real]") {
@@ -139,7 +139,7 @@ TEST_CASE("ProcProbe: a process of another user is alive", "[probe][real]") {
   REQUIRE(ready.await());
   const auto start = start_of(target.pid());
 
-  SECTION("seen by root") { CHECK(ProcProbe().check(target.pid(), start) == liveness::alive); }
+  SECTION("seen by root") { CHECK(ProcProbe().check(target.pid(), start) == Liveness::alive); }
 
   SECTION("seen by a third user: kill() says EPERM, the probe says alive") {
     const pid_t pid = target.pid();
@@ -147,8 +147,8 @@ TEST_CASE("ProcProbe: a process of another user is alive", "[probe][real]") {
       if (::setgroups(0, nullptr) != 0 || ::setgid(checker_gid) != 0 || ::setuid(checker_uid) != 0)
         return 90;
       if (::kill(pid, 0) == 0 || errno != EPERM) return 10;
-      if (ProcProbe().check(pid, start) != liveness::alive) return 11;
-      if (ProcProbe().check(pid, start + 1) != liveness::reused) return 12;
+      if (ProcProbe().check(pid, start) != Liveness::alive) return 11;
+      if (ProcProbe().check(pid, start + 1) != Liveness::reused) return 12;
       return 0;
     });
     CHECK(exit_status(checker.wait()) == 0);
@@ -165,12 +165,12 @@ TEST_CASE("ProcProbe: a process of another user is alive", "[probe][real]") {
       if (::setgroups(0, nullptr) != 0 || ::setgid(checker_gid) != 0 || ::setuid(checker_uid) != 0)
         return 90;
       if (mama::detail::read_proc_stat(pid)) return 13;  // not hidden: the test proves nothing
-      if (ProcProbe().check(pid, start) != liveness::alive) return 11;
+      if (ProcProbe().check(pid, start) != Liveness::alive) return 11;
       // And a PID that does not exist still reads as gone through the same fallback (ESRCH).
       Child gone([] { return 0; });
       const pid_t dead = gone.pid();
       gone.wait();
-      if (ProcProbe().check(dead, std::nullopt) != liveness::gone) return 14;
+      if (ProcProbe().check(dead, std::nullopt) != Liveness::gone) return 14;
       return 0;
     });
     const int status = exit_status(checker.wait());
@@ -267,23 +267,23 @@ TEST_CASE("ProcProbe reads a real process whose command name contains ') ' and s
   const auto stat = mama::detail::parse_proc_stat(text);
   REQUIRE(stat);
   CHECK(stat->ppid == parent);
-  CHECK(ProcProbe().check(child.pid(), stat->start) == liveness::alive);
-  CHECK(ProcProbe().check(child.pid(), stat->start + 1) == liveness::reused);
+  CHECK(ProcProbe().check(child.pid(), stat->start) == Liveness::alive);
+  CHECK(ProcProbe().check(child.pid(), stat->start + 1) == Liveness::reused);
 }
 
 TEST_CASE("FakeProbe keeps a table of live processes and counts its checks", "[probe][fake]") {
   mama::FakeProbe probe;
   mama::FakeProbe copy = probe;  // copies share the table
   CHECK(probe.self() == mama::ProcessIdentity{4242, 1000});
-  CHECK(probe.check(4242, 1000) == liveness::alive);
-  CHECK(probe.check(100, std::nullopt) == liveness::gone);
+  CHECK(probe.check(4242, 1000) == Liveness::alive);
+  CHECK(probe.check(100, std::nullopt) == Liveness::gone);
   copy.spawn(100, 7);
-  CHECK(probe.check(100, 7) == liveness::alive);
-  CHECK(probe.check(100, 8) == liveness::reused);
+  CHECK(probe.check(100, 7) == Liveness::alive);
+  CHECK(probe.check(100, 8) == Liveness::reused);
   copy.zombify(100);
-  CHECK(probe.check(100, 7) == liveness::gone);
+  CHECK(probe.check(100, 7) == Liveness::gone);
   copy.spawn(101).kill(101);
-  CHECK(probe.check(101, std::nullopt) == liveness::gone);
+  CHECK(probe.check(101, std::nullopt) == Liveness::gone);
   CHECK(probe.checks() == 6);
   CHECK(copy.checks() == 6);
 

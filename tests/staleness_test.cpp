@@ -9,17 +9,17 @@
 
 using namespace std::chrono_literals;
 using mama::Assessment;
-using mama::hold_state;
+using mama::HoldState;
 using mama::JobRecord;
-using mama::liveness;
+using mama::Liveness;
 using mama::Observation;
-using mama::verdict;
+using mama::Verdict;
 
 namespace {
 
 constexpr std::int64_t kNow = 1763047845;  // 2025-11-13 15:30:45 UTC
 
-Observation here(hold_state hold = hold_state::none) {
+Observation here(HoldState hold = HoldState::none) {
   Observation o;
   o.host = "labhost";
   o.boot_id = "boot-A";
@@ -46,7 +46,7 @@ JobRecord pidless_job(std::optional<std::int64_t> age_seconds) {
 
 /// A probe lambda that answers `answer` and records each question.
 struct RecordingProbe {
-  liveness answer = liveness::alive;
+  Liveness answer = Liveness::alive;
   std::vector<std::pair<int, std::optional<std::uint64_t>>> calls;
   auto fn() {
     return [this](int pid, std::optional<std::uint64_t> start) {
@@ -71,14 +71,14 @@ TEST_CASE("row 1: a record without a job is idle, whatever else it holds", "[sta
   r.host = "elsewhere";
   r.boot_id = "boot-Z";
   const auto a = mama::assess(r, here(), probe.fn());
-  CHECK(a == Assessment{verdict::idle, ""});
+  CHECK(a == Assessment{Verdict::idle, ""});
   CHECK_FALSE(a.busy());
   CHECK(probe.calls.empty());
 }
 
 TEST_CASE("row 2: a job of another host is never probed from here", "[staleness]") {
   RecordingProbe probe;
-  probe.answer = liveness::gone;
+  probe.answer = Liveness::gone;
   auto r = job_with_pid("12345");
   r.host = "otherhost";
   SECTION("even when its boot id differs from ours (row 2 comes before row 3)") {
@@ -86,7 +86,7 @@ TEST_CASE("row 2: a job of another host is never probed from here", "[staleness]
   }
   SECTION("even with an invalid PID (row 2 comes before row 6)") { r.pid = "not-a-pid"; }
   const auto a = mama::assess(r, here(), probe.fn());
-  CHECK(a.verdict == verdict::remote);
+  CHECK(a.verdict == Verdict::remote);
   CHECK(a.reason == "on host otherhost, not checked from here");
   CHECK(a.busy());
   CHECK(probe.calls.empty());
@@ -103,7 +103,7 @@ TEST_CASE("row 3: a job from an earlier boot of this host is stale", "[staleness
     r.timestamp.clear();
   }
   const auto a = mama::assess(r, here(), probe.fn());
-  CHECK(a == Assessment{verdict::stale, "host rebooted since the job started"});
+  CHECK(a == Assessment{Verdict::stale, "host rebooted since the job started"});
   CHECK_FALSE(a.busy());
   CHECK(probe.calls.empty());
 }
@@ -115,7 +115,7 @@ TEST_CASE("row 3 does not apply when this boot's id is unknown", "[staleness]") 
   auto o = here();
   o.boot_id.clear();
   const auto a = mama::assess(r, o, probe.fn());
-  CHECK(a.verdict == verdict::running);
+  CHECK(a.verdict == Verdict::running);
   CHECK(probe.calls.size() == 1);
 }
 
@@ -123,31 +123,31 @@ TEST_CASE("row 4: a PID-less job older than stale_after is stale, with its age",
   RecordingProbe probe;
   SECTION("301 s old with the default 300 s") {
     CHECK(mama::assess(pidless_job(301), here(), probe.fn()) ==
-          Assessment{verdict::stale, "no PID, set 5 min ago"});
+          Assessment{Verdict::stale, "no PID, set 5 min ago"});
   }
   SECTION("an hour old") {
     CHECK(mama::assess(pidless_job(3600), here(), probe.fn()) ==
-          Assessment{verdict::stale, "no PID, set 60 min ago"});
+          Assessment{Verdict::stale, "no PID, set 60 min ago"});
   }
   SECTION("61 s old with stale_after = 60 s") {
     auto o = here();
     o.stale_after = 60s;
     CHECK(mama::assess(pidless_job(61), o, probe.fn()) ==
-          Assessment{verdict::stale, "no PID, set 1 min ago"});
+          Assessment{Verdict::stale, "no PID, set 1 min ago"});
   }
   CHECK(probe.calls.empty());
 }
 
 TEST_CASE("row 5: a PID-less job without a timestamp, or not yet old, is running", "[staleness]") {
   RecordingProbe probe;
-  probe.answer = liveness::gone;
+  probe.answer = Liveness::gone;
   std::optional<std::int64_t> age;
   SECTION("no timestamp") { age = std::nullopt; }
   SECTION("10 s old") { age = 10; }
   SECTION("exactly stale_after old (stale only when older)") { age = 300; }
   SECTION("a timestamp in the future") { age = -3600; }
   const auto a = mama::assess(pidless_job(age), here(), probe.fn());
-  CHECK(a == Assessment{verdict::running, "no PID recorded"});
+  CHECK(a == Assessment{Verdict::running, "no PID recorded"});
   CHECK(a.busy());
   CHECK(probe.calls.empty());
 }
@@ -176,7 +176,7 @@ TEST_CASE("rows 4/5: a PID-less job with no usable time runs until the first cla
     return;
   }
   const auto a = mama::assess(r, here(), probe.fn());
-  CHECK(a == Assessment{verdict::running, "no PID recorded"});
+  CHECK(a == Assessment{Verdict::running, "no PID recorded"});
   CHECK(probe.calls.empty());
 }
 
@@ -207,7 +207,7 @@ TEST_CASE("row 6: a PID PHP reads as zero or less is stale; one it reads as a nu
     const auto pid = GENERATE(as<std::string>{}, "abc", "0", "-5", " ", "x12", "0x1A");
     CAPTURE(pid);
     const auto a = mama::assess(job_with_pid(pid), here(), probe.fn());
-    CHECK(a == Assessment{verdict::stale, "invalid PID"});
+    CHECK(a == Assessment{Verdict::stale, "invalid PID"});
     CHECK(probe.calls.empty());
   }
   SECTION("spellings PHP reads as 1234: the live process keeps its job") {
@@ -215,14 +215,14 @@ TEST_CASE("row 6: a PID PHP reads as zero or less is stale; one it reads as a nu
     const auto pid = GENERATE(as<std::string>{}, " 1234", "1234 ", "+1234", "1234abc", "1.234e3");
     CAPTURE(pid);
     const auto a = mama::assess(job_with_pid(pid), here(), probe.fn());
-    CHECK(a.verdict == verdict::running);
+    CHECK(a.verdict == Verdict::running);
     REQUIRE(probe.calls.size() == 1);
     CHECK(probe.calls[0].first == 1234);
   }
   SECTION("beyond any PID: no such process") {
     RecordingProbe probe;
     CHECK(mama::assess(job_with_pid("99999999999"), here(), probe.fn()) ==
-          Assessment{verdict::stale, "process not running"});
+          Assessment{Verdict::stale, "process not running"});
     CHECK(probe.calls.empty());
   }
 }
@@ -230,23 +230,23 @@ TEST_CASE("row 6: a PID PHP reads as zero or less is stale; one it reads as a nu
 TEST_CASE("row 7: no process with that PID, or a zombie, is stale", "[staleness]") {
   SECTION("lambda says gone") {
     RecordingProbe probe;
-    probe.answer = liveness::gone;
+    probe.answer = Liveness::gone;
     CHECK(mama::assess(job_with_pid("12345"), here(), probe.fn()) ==
-          Assessment{verdict::stale, "process not running"});
+          Assessment{Verdict::stale, "process not running"});
     REQUIRE(probe.calls.size() == 1);
     CHECK(probe.calls[0].first == 12345);
     CHECK_FALSE(probe.calls[0].second.has_value());
   }
   SECTION("FakeProbe: the PID is not in its table") {
     mama::FakeProbe probe;
-    CHECK(mama::assess(job_with_pid("12345"), here(), ask(probe)).verdict == verdict::stale);
+    CHECK(mama::assess(job_with_pid("12345"), here(), ask(probe)).verdict == Verdict::stale);
     CHECK(probe.checks() == 1);
   }
   SECTION("FakeProbe: the PID is a zombie") {
     mama::FakeProbe probe;
     probe.spawn(12345).zombify(12345);
     CHECK(mama::assess(job_with_pid("12345"), here(), ask(probe)) ==
-          Assessment{verdict::stale, "process not running"});
+          Assessment{Verdict::stale, "process not running"});
   }
 }
 
@@ -255,9 +255,9 @@ TEST_CASE("row 8: a recorded start time that is not the PID's is stale", "[stale
   r.start = "777";
   SECTION("lambda says reused, and was given the recorded start time") {
     RecordingProbe probe;
-    probe.answer = liveness::reused;
+    probe.answer = Liveness::reused;
     CHECK(mama::assess(r, here(), probe.fn()) ==
-          Assessment{verdict::stale, "PID reused by another process"});
+          Assessment{Verdict::stale, "PID reused by another process"});
     REQUIRE(probe.calls.size() == 1);
     CHECK(probe.calls[0].second == std::optional<std::uint64_t>(777));
   }
@@ -265,18 +265,18 @@ TEST_CASE("row 8: a recorded start time that is not the PID's is stale", "[stale
     mama::FakeProbe probe;
     probe.spawn(12345, 778);
     CHECK(mama::assess(r, here(), ask(probe)) ==
-          Assessment{verdict::stale, "PID reused by another process"});
+          Assessment{Verdict::stale, "PID reused by another process"});
   }
   SECTION("FakeProbe: same PID, same start: row 9, running") {
     mama::FakeProbe probe;
     probe.spawn(12345, 777);
-    CHECK(mama::assess(r, here(), ask(probe)) == Assessment{verdict::running, ""});
+    CHECK(mama::assess(r, here(), ask(probe)) == Assessment{Verdict::running, ""});
   }
   SECTION("a start time that is not a number needs a human") {
     r.start = "soon";
     RecordingProbe probe;
     const auto a = mama::assess(r, here(), probe.fn());
-    CHECK(a.verdict == verdict::invalid);
+    CHECK(a.verdict == Verdict::invalid);
     CHECK_THAT(a.reason, Catch::Contains("'soon'"));
     CHECK(probe.calls.empty());
   }
@@ -285,15 +285,15 @@ TEST_CASE("row 8: a recorded start time that is not the PID's is stale", "[stale
 TEST_CASE("row 8 needs a recorded start time: 'reused' without one is not evidence",
           "[staleness]") {
   RecordingProbe probe;
-  probe.answer = liveness::reused;
-  CHECK(mama::assess(job_with_pid("12345"), here(), probe.fn()).verdict == verdict::running);
+  probe.answer = Liveness::reused;
+  CHECK(mama::assess(job_with_pid("12345"), here(), probe.fn()).verdict == Verdict::running);
 }
 
 TEST_CASE("row 9: a live process is running, including another user's", "[staleness]") {
   SECTION("lambda says alive (what ProcProbe answers when kill() gives EPERM)") {
     RecordingProbe probe;
     const auto a = mama::assess(job_with_pid("12345"), here(), probe.fn());
-    CHECK(a == Assessment{verdict::running, ""});
+    CHECK(a == Assessment{Verdict::running, ""});
     CHECK(a.busy());
     CHECK(probe.calls.size() == 1);
   }
@@ -304,14 +304,14 @@ TEST_CASE("row 9: a live process is running, including another user's", "[stalen
     r.host = "labhost";
     r.boot_id = "boot-A";
     r.start = "5";
-    CHECK(mama::assess(r, here(), ask(probe)).verdict == verdict::running);
+    CHECK(mama::assess(r, here(), ask(probe)).verdict == Verdict::running);
     CHECK(probe.checks() == 1);
   }
   SECTION("a probe that cannot tell keeps the job (never clear what we cannot judge)") {
     RecordingProbe probe;
-    probe.answer = liveness::unknown;
+    probe.answer = Liveness::unknown;
     CHECK(mama::assess(job_with_pid("12345"), here(), probe.fn()) ==
-          Assessment{verdict::running, "cannot check the process"});
+          Assessment{Verdict::running, "cannot check the process"});
   }
 }
 
@@ -320,51 +320,51 @@ TEST_CASE("a claim's kernel lock and its PID are two signals: both must say gone
   auto r = job_with_pid("12345");
   r.token = "0123456789abcdef0123456789abcdef";
   SECTION("lock free, process gone: stale") {
-    probe.answer = liveness::gone;
-    CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
-          Assessment{verdict::stale, "process not running"});
+    probe.answer = Liveness::gone;
+    CHECK(mama::assess(r, here(HoldState::free), probe.fn()) ==
+          Assessment{Verdict::stale, "process not running"});
     CHECK(probe.calls.size() == 1);
   }
   SECTION("lock free, PID reused by another process: stale") {
     r.start = "77";
-    probe.answer = liveness::reused;
-    CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
-          Assessment{verdict::stale, "PID reused by another process"});
+    probe.answer = Liveness::reused;
+    CHECK(mama::assess(r, here(HoldState::free), probe.fn()) ==
+          Assessment{Verdict::stale, "PID reused by another process"});
   }
   SECTION("lock free but the process lives (lock files lost or another path): running") {
     r.start = "77";
-    const auto a = mama::assess(r, here(hold_state::free), probe.fn());
-    CHECK(a.verdict == verdict::running);
+    const auto a = mama::assess(r, here(HoldState::free), probe.fn());
+    CHECK(a.verdict == Verdict::running);
     CHECK_THAT(a.reason, Catch::Contains("job lock free but process 12345 is alive"));
     REQUIRE(probe.calls.size() == 1);
     CHECK(probe.calls[0].second == std::optional<std::uint64_t>(77));
   }
   SECTION("lock free and the process cannot be checked: running") {
-    probe.answer = liveness::unknown;
-    CHECK(mama::assess(r, here(hold_state::free), probe.fn()).verdict == verdict::running);
+    probe.answer = Liveness::unknown;
+    CHECK(mama::assess(r, here(HoldState::free), probe.fn()).verdict == Verdict::running);
   }
   SECTION("lock held: running even though the PID is gone (the job's children still run)") {
-    probe.answer = liveness::gone;
-    CHECK(mama::assess(r, here(hold_state::held), probe.fn()).verdict == verdict::running);
+    probe.answer = Liveness::gone;
+    CHECK(mama::assess(r, here(HoldState::held), probe.fn()).verdict == Verdict::running);
     CHECK(probe.calls.empty());
   }
   SECTION("no lock kept by the store: the PID rules decide") {
-    probe.answer = liveness::gone;
-    CHECK(mama::assess(r, here(hold_state::none), probe.fn()).verdict == verdict::stale);
+    probe.answer = Liveness::gone;
+    CHECK(mama::assess(r, here(HoldState::none), probe.fn()).verdict == Verdict::stale);
     CHECK(probe.calls.size() == 1);
   }
   SECTION("a held lock decides row 6 too: a held claim with a garbled PID is running") {
     r.pid = "garbled";
-    CHECK(mama::assess(r, here(hold_state::held), probe.fn()).verdict == verdict::running);
-    CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
-          Assessment{verdict::stale, "invalid PID"});
-    CHECK(mama::assess(r, here(hold_state::none), probe.fn()) ==
-          Assessment{verdict::stale, "invalid PID"});
+    CHECK(mama::assess(r, here(HoldState::held), probe.fn()).verdict == Verdict::running);
+    CHECK(mama::assess(r, here(HoldState::free), probe.fn()) ==
+          Assessment{Verdict::stale, "invalid PID"});
+    CHECK(mama::assess(r, here(HoldState::none), probe.fn()) ==
+          Assessment{Verdict::stale, "invalid PID"});
     CHECK(probe.calls.empty());
   }
   SECTION("a record without a token (PHP rewrote it) is judged by PID even with a lock state") {
     r.token.clear();
-    CHECK(mama::assess(r, here(hold_state::free), probe.fn()).verdict == verdict::running);
+    CHECK(mama::assess(r, here(HoldState::free), probe.fn()).verdict == Verdict::running);
     CHECK(probe.calls.size() == 1);
   }
 }
@@ -374,12 +374,12 @@ TEST_CASE("a PID-less claim record kept for leftover job processes: the hold dec
   RecordingProbe probe;
   auto r = pidless_job(10);
   r.token = "0123456789abcdef0123456789abcdef";
-  CHECK(mama::assess(r, here(hold_state::held), probe.fn()) ==
-        Assessment{verdict::running, "held by processes of the job"});
-  CHECK(mama::assess(r, here(hold_state::free), probe.fn()) ==
-        Assessment{verdict::stale, "processes of the job ended"});
-  CHECK(mama::assess(r, here(hold_state::none), probe.fn()) ==
-        Assessment{verdict::running, "no PID recorded"});
+  CHECK(mama::assess(r, here(HoldState::held), probe.fn()) ==
+        Assessment{Verdict::running, "held by processes of the job"});
+  CHECK(mama::assess(r, here(HoldState::free), probe.fn()) ==
+        Assessment{Verdict::stale, "processes of the job ended"});
+  CHECK(mama::assess(r, here(HoldState::none), probe.fn()) ==
+        Assessment{Verdict::running, "no PID recorded"});
   CHECK(probe.calls.empty());
 }
 
@@ -388,7 +388,7 @@ TEST_CASE("reasons quote record text escaped, safe for a terminal", "[staleness]
   auto r = job_with_pid("12345");
   r.host = "evil\x1b]0;pwned\x07\xe2\x80\xae\x9bhost";
   const auto a = mama::assess(r, here(), probe.fn());
-  CHECK(a.verdict == verdict::remote);
+  CHECK(a.verdict == Verdict::remote);
   CHECK(a.reason == "on host evil\\e]0;pwned\\x07\\u202e\\x9bhost, not checked from here");
   r.host.clear();
   r.start = "\x1b[2J";
@@ -399,37 +399,37 @@ TEST_CASE("the original test suite's five cases", "[staleness][original]") {
   mama::FakeProbe probe;  // lives: only this process (4242)
   SECTION("a job with a PID that does not exist is stale") {
     const auto a = mama::assess(job_with_pid("999999"), here(), ask(probe));
-    CHECK(a.verdict == verdict::stale);
+    CHECK(a.verdict == Verdict::stale);
     CHECK(a.reason == "process not running");
   }
   SECTION("a job with a live PID is not stale") {
     probe.spawn(31337);
     const auto a = mama::assess(job_with_pid("31337"), here(), ask(probe));
-    CHECK(a.verdict == verdict::running);
+    CHECK(a.verdict == Verdict::running);
   }
   SECTION("a job with no PID, older than 5 minutes, is stale") {
     const auto a = mama::assess(pidless_job(6 * 60), here(), ask(probe));
-    CHECK(a.verdict == verdict::stale);
+    CHECK(a.verdict == Verdict::stale);
     CHECK(a.reason == "no PID, set 6 min ago");
     CHECK(probe.checks() == 0);
   }
   SECTION("a job with no PID, recent, is not stale") {
     const auto a = mama::assess(pidless_job(60), here(), ask(probe));
-    CHECK(a.verdict == verdict::running);
+    CHECK(a.verdict == Verdict::running);
     CHECK(probe.checks() == 0);
   }
   SECTION("no job: nothing to judge") {
     const auto a = mama::assess(JobRecord{}, here(), ask(probe));
-    CHECK(a.verdict == verdict::idle);
+    CHECK(a.verdict == Verdict::idle);
     CHECK(a.reason.empty());
     CHECK(probe.checks() == 0);
   }
 }
 
 TEST_CASE("verdict names are stable", "[staleness]") {
-  CHECK(mama::to_string(verdict::idle) == "idle");
-  CHECK(mama::to_string(verdict::running) == "running");
-  CHECK(mama::to_string(verdict::remote) == "remote");
-  CHECK(mama::to_string(verdict::stale) == "stale");
-  CHECK(mama::to_string(verdict::invalid) == "invalid");
+  CHECK(mama::to_string(Verdict::idle) == "idle");
+  CHECK(mama::to_string(Verdict::running) == "running");
+  CHECK(mama::to_string(Verdict::remote) == "remote");
+  CHECK(mama::to_string(Verdict::stale) == "stale");
+  CHECK(mama::to_string(Verdict::invalid) == "invalid");
 }

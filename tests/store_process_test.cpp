@@ -18,7 +18,7 @@
 
 namespace fs = std::filesystem;
 using mama::JobRecord;
-using mama::save_step;
+using mama::SaveStep;
 using mama::XmlStateStore;
 using mama::XmlStoreOptions;
 using mama::test::Child;
@@ -64,12 +64,12 @@ class Pipe {
 
 int killed_by(int status) { return WIFSIGNALED(status) ? WTERMSIG(status) : 0; }
 
-const std::array<save_step, 6> all_steps{save_step::journal_written, save_step::journal_renamed,
-                                         save_step::file_truncated,  save_step::file_half_written,
-                                         save_step::file_written,    save_step::journal_removed};
+const std::array<SaveStep, 6> all_steps{SaveStep::journal_written, SaveStep::journal_renamed,
+                                         SaveStep::file_truncated,  SaveStep::file_half_written,
+                                         SaveStep::file_written,    SaveStep::journal_removed};
 
-XmlStoreOptions crash_at(save_step at, XmlStoreOptions o = {}) {
-  o.crash_hook = [at](save_step s) {
+XmlStoreOptions crash_at(SaveStep at, XmlStoreOptions o = {}) {
+  o.crash_hook = [at](SaveStep s) {
     if (s == at) ::kill(::getpid(), SIGKILL);
   };
   return o;
@@ -83,7 +83,7 @@ TEST_CASE("a claimer killed at any step of a save leaves the old or the new file
   const auto file = dir / "mama.xml";
   write_file(file, sample("php_written.xml"));
 
-  for (const save_step step : all_steps) {
+  for (const SaveStep step : all_steps) {
     for (int round = 0; round < 3; ++round) {
       INFO("crash at " << mama::to_string(step) << ", round " << round);
       const std::string old_bytes = read_file(file);
@@ -103,11 +103,11 @@ TEST_CASE("a claimer killed at any step of a save leaves the old or the new file
       // What the killed process left on disk, before anyone recovers it.
       const std::string left = read_file(file);
       const bool journal = fs::exists(dir / "mama.xml.d" / "journal");
-      if (step == save_step::file_truncated || step == save_step::file_half_written) {
+      if (step == SaveStep::file_truncated || step == SaveStep::file_half_written) {
         CHECK(journal);
         CHECK(left.find("</settings>") == std::string::npos);  // PHP refuses it, never misreads
       }
-      if (step == save_step::journal_written) CHECK(left == old_bytes);
+      if (step == SaveStep::journal_written) CHECK(left == old_bytes);
 
       // The next access restores a whole file: exactly the old or exactly the new content.
       XmlStateStore store(file);
@@ -121,19 +121,19 @@ TEST_CASE("a claimer killed at any step of a save leaves the old or the new file
       CHECK(!fs::exists(dir / "mama.xml.d" / "journal"));
       if (now.job.empty()) {
         CHECK(after == old_bytes);
-        CHECK((step == save_step::journal_written || step == save_step::journal_renamed));
+        CHECK((step == SaveStep::journal_written || step == SaveStep::journal_renamed));
       } else {
         CHECK(now.job == job);
         CHECK(now.pid == std::to_string(claimer.pid()));
-        CHECK(step != save_step::journal_written);
+        CHECK(step != SaveStep::journal_written);
       }
-      if (step >= save_step::file_truncated) CHECK(now.job == job);
+      if (step >= SaveStep::file_truncated) CHECK(now.job == job);
 
       // The next claim gets the machine at once: the killed claimer's hold died with it.
       std::vector<std::string> stale;
       auto options = quiet("next job");
       options.on_event = [&](const mama::Event& e) {
-        if (e.kind == mama::event_kind::stale_detected) stale.emplace_back(e.record.job);
+        if (e.kind == mama::EventKind::stale_detected) stale.emplace_back(e.record.job);
       };
       {
         auto next = mama::JobGuard::try_claim(store, "vm-1", options);
@@ -152,7 +152,7 @@ TEST_CASE("a journal older than a file PHP wrote after the crash is discarded",
   const auto file = dir / "mama.xml";
   write_file(file, sample("php_written.xml"));
   Child claimer([&] {
-    mama::JobGuard guard(XmlStateStore(file, crash_at(save_step::journal_renamed)), "vm-1",
+    mama::JobGuard guard(XmlStateStore(file, crash_at(SaveStep::journal_renamed)), "vm-1",
                          quiet("lost job"));
     return 0;
   });
@@ -182,11 +182,11 @@ TEST_CASE("standalone mode: a crash before the rename leaves the old file", "[xm
   const auto file = dir / "mama.xml";
   write_file(file, sample("php_written.xml"));
   XmlStoreOptions standalone;
-  standalone.mode = XmlStoreOptions::lock_mode::standalone;
+  standalone.mode = XmlStoreOptions::LockMode::standalone;
   for (int round = 0; round < 3; ++round) {
     const std::string old_bytes = read_file(file);
     Child claimer([&] {
-      mama::JobGuard guard(XmlStateStore(file, crash_at(save_step::file_written, standalone)),
+      mama::JobGuard guard(XmlStateStore(file, crash_at(SaveStep::file_written, standalone)),
                            "vm-1", quiet());
       return 0;
     });
@@ -228,7 +228,7 @@ TEST_CASE("a job's child outliving its killed claimer keeps the machine busy",
   std::vector<std::string> reasons;
   auto options = quiet("next job");
   options.on_event = [&](const mama::Event& e) {
-    if (e.kind == mama::event_kind::stale_detected) reasons.emplace_back(e.reason);
+    if (e.kind == mama::EventKind::stale_detected) reasons.emplace_back(e.reason);
   };
   auto next = mama::JobGuard::try_claim(store, "vm-1", options);
   REQUIRE(next);
@@ -262,7 +262,7 @@ TEST_CASE("a waiter wakes when the holder dies or releases, not at its next poll
     auto options = quiet("waiter");
     options.poll_interval = std::chrono::seconds(30);
     options.on_event = [&](const mama::Event& e) {
-      if (e.kind == mama::event_kind::waiting) waiter_says.send("waiting\n");
+      if (e.kind == mama::EventKind::waiting) waiter_says.send("waiting\n");
     };
     mama::JobGuard guard(XmlStateStore(file), "vm-1", options);
     waiter_says.send("claimed\n");

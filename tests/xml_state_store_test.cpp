@@ -400,7 +400,7 @@ TEST_CASE("bad numbers in a record: invalid PID is stale, a bad timestamp is sta
       std::vector<std::string> reasons;
       auto options = quiet();
       options.on_event = [&](const mama::Event& e) {
-        if (e.kind == mama::event_kind::stale_detected) reasons.emplace_back(e.reason);
+        if (e.kind == mama::EventKind::stale_detected) reasons.emplace_back(e.reason);
       };
       auto guard = mama::JobGuard::try_claim(XmlStateStore(file), "test-machine", options);
       REQUIRE(guard);
@@ -475,7 +475,7 @@ TEST_CASE("mode, group and runtime files have sensible permissions", "[xml_store
   }
   SECTION("standalone keeps mode and owner across the rename") {
     XmlStoreOptions o;
-    o.mode = XmlStoreOptions::lock_mode::standalone;
+    o.mode = XmlStoreOptions::LockMode::standalone;
     XmlStateStore store(file, o);
     struct stat old_st {};
     REQUIRE(::stat(file.c_str(), &old_st) == 0);
@@ -536,7 +536,7 @@ TEST_CASE("planted symbolic links in the runtime directory are never followed", 
   }
   SECTION("standalone temporary file") {
     XmlStoreOptions o;
-    o.mode = XmlStoreOptions::lock_mode::standalone;
+    o.mode = XmlStoreOptions::LockMode::standalone;
     XmlStateStore standalone(file, o);
     fs::create_symlink(target, dir / ".mama.xml.mama-tmp");
     save_record(standalone, "vm-1", full_record());
@@ -550,7 +550,7 @@ TEST_CASE("standalone mode claims, releases and replaces the file atomically", "
   const auto file = dir / "mama.xml";
   write_file(file, sample("php_written.xml"));
   XmlStoreOptions o;
-  o.mode = XmlStoreOptions::lock_mode::standalone;
+  o.mode = XmlStoreOptions::LockMode::standalone;
   XmlStateStore store(file, o);
   {
     auto guard = mama::JobGuard::try_claim(store, "vm-1", quiet("standalone job"));
@@ -646,8 +646,8 @@ TEST_CASE("one file reached through symbolic links shares its holds, journal and
       const fs::path& reader = names[(i + 1) % names.size()];
       INFO("written through " << writer << ", read through " << reader);
       XmlStoreOptions crash;
-      crash.crash_hook = [](mama::save_step s) {
-        if (s == mama::save_step::file_half_written) ::kill(::getpid(), SIGKILL);
+      crash.crash_hook = [](mama::SaveStep s) {
+        if (s == mama::SaveStep::file_half_written) ::kill(::getpid(), SIGKILL);
       };
       mama::test::Child child([&] {
         XmlStateStore store(writer, crash);

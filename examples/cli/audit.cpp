@@ -304,7 +304,7 @@ nlohmann::ordered_json AuditSettings::to_json(const Context&, const Event& e,
   j["job_pid"] = number_or_null(e.record.pid);
   j["job_host"] = cut(e.record.host);
   j["job_started"] = number_or_null(e.record.timestamp);
-  if (e.kind == event_kind::stale_detected || e.kind == event_kind::stale_cleared)
+  if (e.kind == EventKind::stale_detected || e.kind == EventKind::stale_cleared)
     j["verdict"] = "stale";
   j["reason"] = cut(e.reason);
   j["waited_ms"] = waited_ms;
@@ -331,7 +331,7 @@ void AuditSettings::on_event(Context& ctx, const Event& e) {
   const auto now = std::chrono::steady_clock::now();
   auto track = waits_.find(e.machine);
   switch (e.kind) {
-    case event_kind::waiting: {
+    case EventKind::waiting: {
       if (track == waits_.end()) track = waits_.emplace(std::string(e.machine), WaitTrack{}).first;
       WaitTrack& w = track->second;
       // A smaller waited time than before: a new claim or wait of the same machine.
@@ -343,19 +343,19 @@ void AuditSettings::on_event(Context& ctx, const Event& e) {
       w.logged = e.waited;
       break;
     }
-    case event_kind::claimed:
-    case event_kind::nested:
+    case EventKind::claimed:
+    case EventKind::nested:
       // `claimed` carries the whole time the claim waited; `wait` (which claims nothing) and
       // `nested` do not: the last wait plus the time since.
       if (track != waits_.end()) {
-        if (e.kind == event_kind::nested || e.waited == 0ns)
+        if (e.kind == EventKind::nested || e.waited == 0ns)
           waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           track->second.last + (now - track->second.last_at))
                           .count();
         waits_.erase(track);
       }
       break;
-    case event_kind::released:
+    case EventKind::released:
       if (track != waits_.end()) waits_.erase(track);
       break;
     default:
@@ -371,7 +371,7 @@ void AuditSettings::on_event(Context& ctx, const Event& e) {
       report_failure(ctx, ex.what());
     }
   }
-  if (hooks_ && (e.kind == event_kind::stale_cleared || e.kind == event_kind::forced_clear)) {
+  if (hooks_ && (e.kind == EventKind::stale_cleared || e.kind == EventKind::forced_clear)) {
     std::vector<std::pair<std::string, std::string>> vars{
         {"MAMA_EVENT", std::string(to_string(e.kind))},
         {"MAMA_MACHINE", std::string(e.machine)},

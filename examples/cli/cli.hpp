@@ -2,7 +2,7 @@
 //
 // Each command lives in its own file (cmd_<name>.cpp) and registers itself with CLI11 through an
 // add_<name>_command function listed in main.cpp. A command is a small function over the library:
-// mama::assess decides every status shown (through look_at below, which builds the Observation
+// mama::assess decides every status shown (through assess_machine below, which builds the Observation
 // the way StaleJobGuard::claim does), a StaleJobGuard claims for `run`, and store transactions
 // read and clear for `list`, `info`, `clear` and `wait`. The store is a mama.xml (XmlStateStore)
 // or a PostgreSQL database (PgStateStore, when built with libpq): command bodies are templates
@@ -110,7 +110,7 @@ class Context {
   /// The event handler to give a guard: forwards to reporter.
   EventHandler handler();
   /// Emits an event that a command (not a guard) produced, through the reporter.
-  void emit(event_kind kind, std::string_view machine, const JobRecord& record,
+  void emit(EventKind kind, std::string_view machine, const JobRecord& record,
             std::string_view reason = {}, std::chrono::nanoseconds waited = {});
 
   ProcProbe probe;
@@ -136,19 +136,14 @@ void add_stats_command(CLI::App& app, Context& ctx, Action& selected);
 void add_import_command(CLI::App& app, Context& ctx, Action& selected);
 void add_export_command(CLI::App& app, Context& ctx, Action& selected);
 
-using mama::hold_probe;
+using mama::HoldProbe;
 
-/// A machine's verdict as decided inside one transaction of a `Store` (mama::Judgement).
-template <class Store>
-using BasicLook = Judgement<Store>;
-using Look = BasicLook<XmlStateStore>;
-
-/// Decides `record` of `machine` in `tx` (a transaction of `store`) with mama::judge, the same
+/// Decides `record` of `machine` in `tx` (a transaction of `store`) with mama::assess, the same
 /// function StaleJobGuard::claim uses, on the context's host, boot, time and probe.
 template <class Store>
-BasicLook<Store> look_at(Context& ctx, Store& store, typename Store::transaction& tx,
-                         std::string_view machine, const JobRecord& record, hold_probe when) {
-  return judge(
+StoreAssessment<Store> assess_machine(Context& ctx, Store& store, typename Store::transaction& tx,
+                         std::string_view machine, const JobRecord& record, HoldProbe when) {
+  return assess(
       store, tx, machine, record, ctx.here(),
       [&ctx](int pid, std::optional<std::uint64_t> start) { return ctx.probe.check(pid, start); },
       when);
@@ -164,10 +159,10 @@ typename Store::transaction begin_view(Store& store) {
     return store.begin();
 }
 
-/// look_at on the mama.xml store of the context.
-inline Look look_at(Context& ctx, XmlStateStore::transaction& tx, std::string_view machine,
-                    const JobRecord& record, hold_probe when) {
-  return look_at(ctx, ctx.store(), tx, machine, record, when);
+/// assess_machine on the mama.xml store of the context.
+inline StoreAssessment<XmlStateStore> assess_machine(Context& ctx, XmlStateStore::transaction& tx, std::string_view machine,
+                    const JobRecord& record, HoldProbe when) {
+  return assess_machine(ctx, ctx.store(), tx, machine, record, when);
 }
 
 /// Throws mama::error(unknown_machine) for `arg`, naming the state.

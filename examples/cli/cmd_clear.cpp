@@ -49,13 +49,13 @@ int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
   if (args.machine != "all" || tx.find("all")) {
     const std::string name = resolve_machine(ctx, tx, args.machine);
     const ClearDecision d = clear_one(ctx, store, tx, name, args.force);
-    if (d.what == clear_outcome::cleared) {
+    if (d.what == ClearOutcome::cleared) {
       tx.commit();
       { auto done = std::move(tx); }
       tell_cleared(ctx, d);
       return exit_status::ok;
     }
-    if (d.what == clear_outcome::idle) {
+    if (d.what == ClearOutcome::idle) {
       std::cout << esc(name) << " has no job; nothing to clear\n";
       return exit_status::ok;
     }
@@ -90,10 +90,10 @@ int clear_on(Context& ctx, Store& store, const ClearArgs& args) {
   int cleared = 0;
   int left = 0;
   for (const auto& d : decisions) {
-    if (d.what == clear_outcome::cleared) {
+    if (d.what == ClearOutcome::cleared) {
       ++cleared;
       tell_cleared(ctx, d);
-    } else if (d.what == clear_outcome::left) {
+    } else if (d.what == ClearOutcome::left) {
       ++left;
       std::cout << "Left running job on " << esc(d.machine) << ": "
                 << job_text(d.record, d.assessment.reason) << '\n';

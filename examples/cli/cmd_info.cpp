@@ -81,7 +81,7 @@ int info_on(Context& ctx, Store& store, const InfoArgs& args) {
   for (const auto& m : all)
     if (m.name == name && !machine) machine = m;
   const Assessment a =
-      look_at(ctx, store, tx, name, machine->job, hold_probe::token_records).assessment;
+      assess_machine(ctx, store, tx, name, machine->job, HoldProbe::token_records).assessment;
   { auto done = std::move(tx); }
 
   if (args.json) {
@@ -131,9 +131,9 @@ int info_on(Context& ctx, Store& store, const InfoArgs& args) {
     }
     if (!job.host.empty()) out += line("Job host:\t", esc(job.host));
     std::string status = status_text(a);
-    if (a.verdict == verdict::stale)
+    if (a.verdict == Verdict::stale)
       status = ctx.out.paint(status, "1;31");
-    else if (a.verdict == verdict::invalid)
+    else if (a.verdict == Verdict::invalid)
       status = ctx.out.paint(status, "1;33");
     else
       status = ctx.out.paint(status, "32");

@@ -33,8 +33,8 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
   for (const auto& m : machines)
     verdicts.push_back(
         m.name.empty()
-            ? Assessment{verdict::invalid, "machine without a name"}
-            : look_at(ctx, store, tx, m.name, m.job, hold_probe::token_records).assessment);
+            ? Assessment{Verdict::invalid, "machine without a name"}
+            : assess_machine(ctx, store, tx, m.name, m.job, HoldProbe::token_records).assessment);
   { auto done = std::move(tx); }  // unlock before printing
 
   // A name used twice: the lab is shown, but nothing may claim or clear that name (the store
@@ -77,8 +77,8 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
                                   php_is_one(m.field("only_vm")) ? "Yes" : ""};
     for (std::size_t c = 0; c < 8; ++c) out += php_cell(values[c], widths[c]);
     out += esc(m.job.job);
-    if (verdicts[i].verdict == verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
-    if (verdicts[i].verdict == verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");
+    if (verdicts[i].verdict == Verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
+    if (verdicts[i].verdict == Verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");
     out += '\n';
   }
   std::cout << out << std::flush;

@@ -61,7 +61,7 @@ struct LostSignal {
   // The hold_lost event, kept to be reported from the main thread (the reporter and the audit
   // log are not for the store's watcher thread).
   std::optional<JobRecord> record;
-  event_kind kind{};
+  EventKind kind{};
   std::string machine, store;
   LostSignal() {
     fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -112,7 +112,7 @@ int run_on(Context& ctx, Store& store, const RunArgs& args) {
   if (!args.timeout.empty()) options.timeout = parse_seconds(args.timeout);
   options.stale_after = ctx.stale_after();
   options.on_event = [&ctx, lost](const Event& e) {
-    if (e.kind == event_kind::hold_lost)
+    if (e.kind == EventKind::hold_lost)
       lost->keep_event(e);  // from the store's thread: reported by the main thread
     else
       ctx.reporter.report(e);

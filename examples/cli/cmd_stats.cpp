@@ -390,7 +390,7 @@ std::vector<std::pair<std::string, bool>> busy_machines(Context& ctx, Store& sto
   std::vector<std::pair<std::string, bool>> out;
   for (const auto& m : tx.machines()) {
     if (m.name.empty()) continue;
-    const auto a = look_at(ctx, store, tx, m.name, m.job, hold_probe::token_records).assessment;
+    const auto a = assess_machine(ctx, store, tx, m.name, m.job, HoldProbe::token_records).assessment;
     out.emplace_back(m.name, a.busy());
   }
   return out;

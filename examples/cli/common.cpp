@@ -120,14 +120,14 @@ void Context::require_writable() {
 
 Observation Context::here() const {
   return Observation{probe.host_name(), probe.boot_id(), clock.now(), stale_after(),
-                     hold_state::none};
+                     HoldState::none};
 }
 
 EventHandler Context::handler() {
   return [this](const Event& e) { reporter.report(e); };
 }
 
-void Context::emit(event_kind kind, std::string_view machine, const JobRecord& record,
+void Context::emit(EventKind kind, std::string_view machine, const JobRecord& record,
                    std::string_view reason, std::chrono::nanoseconds waited) {
   const std::string file = describe_state();
   reporter.report(Event{kind, machine, file, record, reason, waited});

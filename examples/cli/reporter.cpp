@@ -106,18 +106,18 @@ void Reporter::show_waiting(const Event& e) {
 
 void Reporter::report(const Event& e) {
   switch (e.kind) {
-    case event_kind::waiting:
+    case EventKind::waiting:
       show_waiting(e);
       break;
-    case event_kind::stale_detected:
-    case event_kind::successor_found:
-    case event_kind::release_failed:
-    case event_kind::leftover_holders:  // the machine stays busy until PID N ends
+    case EventKind::stale_detected:
+    case EventKind::successor_found:
+    case EventKind::release_failed:
+    case EventKind::leftover_holders:  // the machine stays busy until PID N ends
       end_line();
       default_event_handler(e, std::cerr);
       break;
-    case event_kind::claimed:
-    case event_kind::nested:
+    case EventKind::claimed:
+    case EventKind::nested:
       end_line();
       break;
     default:

@@ -35,16 +35,16 @@ void print_json(const nlohmann::ordered_json& j) {
 std::string status_text(const Assessment& a) {
   std::string word;
   switch (a.verdict) {
-    case verdict::idle:
+    case Verdict::idle:
       return "IDLE";
-    case verdict::stale:
+    case Verdict::stale:
       word = "STALE";
       break;
-    case verdict::invalid:
+    case Verdict::invalid:
       word = "UNKNOWN";
       break;
-    case verdict::running:
-    case verdict::remote:
+    case Verdict::running:
+    case Verdict::remote:
       word = "RUNNING";
       break;
   }

@@ -1,9 +1,9 @@
 // benchmark_claimed — Google Benchmark benchmarks that run while holding a lab machine.
 //   MAMA_MACHINE=test-machine MAMA_STATE=/path/to/mama.xml ./benchmark_claimed
-// The lines that do it: `#include <mama/benchmark.hpp>` and MAMA_BENCHMARK_MAIN().
+// The lines that do it: `#include <mama/runners/benchmark.hpp>` and MAMA_BENCHMARK_MAIN().
 #include <unistd.h>
 
-#include <mama/benchmark.hpp>
+#include <mama/runners/benchmark.hpp>
 #include <string>
 
 // A benchmark of your own: here, judging a running job's record (pure, no I/O).
@@ -15,7 +15,7 @@ static void BM_assess_running_record(benchmark::State& state) {
   mama::Observation here;
   here.now = std::chrono::system_clock::now();
   for (auto _ : state) {
-    auto verdict = mama::assess(record, here, [](int, auto) { return mama::liveness::alive; });
+    auto verdict = mama::assess(record, here, [](int, auto) { return mama::Liveness::alive; });
     benchmark::DoNotOptimize(verdict);
   }
 }

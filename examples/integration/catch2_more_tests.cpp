@@ -1,11 +1,11 @@
-// A second test file of the Catch2 suite: it includes <mama/catch2.hpp> too, which is allowed
+// A second test file of the Catch2 suite: it includes <mama/runners/catch2.hpp> too, which is allowed
 // (the listener is registered per file but the run claims once).
 #include <unistd.h>
 
-#include <mama/catch2.hpp>
+#include <mama/runners/catch2.hpp>
 #include <string>
 
-TEST_CASE("every test file may include mama/catch2.hpp; the run still holds one claim",
+TEST_CASE("every test file may include mama/runners/catch2.hpp; the run still holds one claim",
           "[example][mama]") {
   const auto& claim = mama::process_run_claim();
   if (!claim.active()) return;

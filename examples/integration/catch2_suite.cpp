@@ -1,9 +1,9 @@
 // catch2_suite — a Catch2 test suite that holds its lab machine for the whole run.
 //   MAMA_MACHINE=test-machine MAMA_STATE=/path/to/mama.xml ./catch2_suite
-// The one line that does it is `#include <mama/catch2.hpp>` (it registers the listener).
+// The one line that does it is `#include <mama/runners/catch2.hpp>` (it registers the listener).
 // clang-format off
 #define CATCH_CONFIG_MAIN
-#include <mama/catch2.hpp>
+#include <mama/runners/catch2.hpp>
 // clang-format on
 
 #include <unistd.h>

@@ -1,11 +1,11 @@
-// A second test file of the doctest suite: it includes <mama/doctest.hpp> too, which is allowed
+// A second test file of the doctest suite: it includes <mama/runners/doctest.hpp> too, which is allowed
 // (the listener is registered per file but the run claims once).
 #include <unistd.h>
 
-#include <mama/doctest.hpp>
+#include <mama/runners/doctest.hpp>
 #include <string>
 
-TEST_CASE("every test file may include mama/doctest.hpp; the run still holds one claim") {
+TEST_CASE("every test file may include mama/runners/doctest.hpp; the run still holds one claim") {
   const auto& claim = mama::process_run_claim();
   if (!claim.active()) return;
   mama::XmlStateStore store(claim.settings()->state);

@@ -1,9 +1,9 @@
 // doctest_suite — a doctest test suite that holds its lab machine for the whole run.
 //   MAMA_MACHINE=test-machine MAMA_STATE=/path/to/mama.xml ./doctest_suite
-// The one line that does it is `#include <mama/doctest.hpp>` (it registers the listener).
+// The one line that does it is `#include <mama/runners/doctest.hpp>` (it registers the listener).
 // clang-format off
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <mama/doctest.hpp>
+#include <mama/runners/doctest.hpp>
 // clang-format on
 
 #include <unistd.h>

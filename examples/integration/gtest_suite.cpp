@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include <iostream>
-#include <mama/gtest.hpp>
+#include <mama/runners/gtest.hpp>
 #include <string>
 
 MAMA_GTEST_ENVIRONMENT();

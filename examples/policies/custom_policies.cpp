@@ -43,10 +43,10 @@ class KillProbe {
  public:
   // kill(pid, 0): 0 or EPERM (another user's process) means alive; ESRCH means gone. Without
   // /proc there is no start time to compare, so this probe never answers "reused".
-  mama::liveness check(int pid, std::optional<std::uint64_t> /*start*/) const {
-    if (pid <= 0) return mama::liveness::gone;
-    if (::kill(pid, 0) == 0 || errno == EPERM) return mama::liveness::alive;
-    return errno == ESRCH ? mama::liveness::gone : mama::liveness::unknown;
+  mama::Liveness check(int pid, std::optional<std::uint64_t> /*start*/) const {
+    if (pid <= 0) return mama::Liveness::gone;
+    if (::kill(pid, 0) == 0 || errno == EPERM) return mama::Liveness::alive;
+    return errno == ESRCH ? mama::Liveness::gone : mama::Liveness::unknown;
   }
   // Start time 0: unknown, so the guard writes no job_start.
   mama::ProcessIdentity self() const { return {static_cast<int>(::getpid()), 0}; }

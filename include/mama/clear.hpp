@@ -6,7 +6,7 @@
 //   tx.commit();                                  // the decision and the write are one section
 //   mama::report_clear(d, store.describe(), handler);   // events after the critical section
 //
-// decide_clear judges the record inside the caller's transaction with mama::judge (probing the
+// decide_clear judges the record inside the caller's transaction with mama::assess (probing the
 // hold only for records that carry a token: a read of idle machines makes no lock files) and
 // stages the clearing of a stale job, or of a live one when `force` is set. It never commits,
 // so several machines can be decided in one critical section (`mama clear all`).
@@ -25,7 +25,7 @@
 namespace mama {
 
 /// What decide_clear did with one machine.
-enum class clear_outcome {
+enum class ClearOutcome {
   idle,     ///< no job (or an idle record): nothing to clear
   cleared,  ///< the job was stale (or forced): its clearing is staged in the transaction
   left,     ///< a live job holds the machine and `force` was not set: nothing staged
@@ -33,7 +33,7 @@ enum class clear_outcome {
 
 /// The decision for one machine; report it with report_clear after the commit.
 struct ClearDecision {
-  clear_outcome what = clear_outcome::idle;
+  ClearOutcome what = ClearOutcome::idle;
   std::string machine;
   JobRecord record;       ///< the record as it was before clearing
   Assessment assessment;  ///< why (the staleness reason, or why the job counts as live)
@@ -52,27 +52,27 @@ ClearDecision decide_clear(StateStore& store, typename StateStore::transaction& 
   const auto record = tx.find(machine);
   if (!record || record->idle()) return d;
   d.record = *record;
-  d.assessment = judge(store, tx, machine, *record, here, std::forward<ProbeFn>(probe),
-                       hold_probe::token_records)
+  d.assessment = assess(store, tx, machine, *record, here, std::forward<ProbeFn>(probe),
+                       HoldProbe::token_records)
                      .assessment;
-  const verdict v = d.assessment.verdict;
-  if (v == verdict::idle) return d;
-  if (v == verdict::stale || force) {
+  const Verdict v = d.assessment.verdict;
+  if (v == Verdict::idle) return d;
+  if (v == Verdict::stale || force) {
     tx.write(machine, JobRecord{});
-    d.what = clear_outcome::cleared;
-    d.forced = v != verdict::stale;
+    d.what = ClearOutcome::cleared;
+    d.forced = v != Verdict::stale;
     return d;
   }
-  d.what = clear_outcome::left;
+  d.what = ClearOutcome::left;
   return d;
 }
 
-/// After the commit: the event of a cleared decision (event_kind::stale_cleared, or
+/// After the commit: the event of a cleared decision (EventKind::stale_cleared, or
 /// forced_clear) to `handler` (empty: default_event_handler). Nothing for the other outcomes.
 inline void report_clear(const ClearDecision& d, std::string_view store_description,
                          const EventHandler& handler) {
-  if (d.what != clear_outcome::cleared) return;
-  const Event e{d.forced ? event_kind::forced_clear : event_kind::stale_cleared,
+  if (d.what != ClearOutcome::cleared) return;
+  const Event e{d.forced ? EventKind::forced_clear : EventKind::stale_cleared,
                 d.machine,
                 store_description,
                 d.record,

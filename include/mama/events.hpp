@@ -27,7 +27,7 @@
 namespace mama {
 
 /// What happened.
-enum class event_kind {
+enum class EventKind {
   claimed,           ///< the machine is ours (record = what we wrote)
   nested,            ///< an ancestor holds the machine; we run inside its claim (record = its)
   waiting,           ///< busy: about to wait (record = holder, reason = why it counts as busy)
@@ -44,29 +44,29 @@ enum class event_kind {
 };
 
 /// A short name for an event kind ("claimed", "stale_detected", ...), as used in logs.
-constexpr std::string_view to_string(event_kind k) noexcept {
+constexpr std::string_view to_string(EventKind k) noexcept {
   switch (k) {
-    case event_kind::claimed:
+    case EventKind::claimed:
       return "claimed";
-    case event_kind::nested:
+    case EventKind::nested:
       return "nested";
-    case event_kind::waiting:
+    case EventKind::waiting:
       return "waiting";
-    case event_kind::stale_detected:
+    case EventKind::stale_detected:
       return "stale_detected";
-    case event_kind::stale_cleared:
+    case EventKind::stale_cleared:
       return "stale_cleared";
-    case event_kind::released:
+    case EventKind::released:
       return "released";
-    case event_kind::successor_found:
+    case EventKind::successor_found:
       return "successor_found";
-    case event_kind::release_failed:
+    case EventKind::release_failed:
       return "release_failed";
-    case event_kind::forced_clear:
+    case EventKind::forced_clear:
       return "forced_clear";
-    case event_kind::leftover_holders:
+    case EventKind::leftover_holders:
       return "leftover_holders";
-    case event_kind::hold_lost:
+    case EventKind::hold_lost:
       return "hold_lost";
   }
   return "?";
@@ -74,7 +74,7 @@ constexpr std::string_view to_string(event_kind k) noexcept {
 
 /// One event. References are valid only during the handler call.
 struct Event {
-  event_kind kind;
+  EventKind kind;
   std::string_view machine;
   std::string_view store;              ///< the store's description (the file)
   const JobRecord& record;             ///< the record concerned (see event_kind)
@@ -102,28 +102,28 @@ inline std::string stale_job_line(const JobRecord& r, std::string_view reason) {
 /// release failures go to `out` (stderr); everything else is silent.
 inline void default_event_handler(const Event& e, std::ostream& out = std::cerr) {
   switch (e.kind) {
-    case event_kind::stale_detected:
+    case EventKind::stale_detected:
       out << stale_job_line(e.record, e.reason) << '\n';
       break;
-    case event_kind::successor_found:
+    case EventKind::successor_found:
       out << "mama: machine '" << detail::escape_control(e.machine) << "' in "
           << detail::escape_control(e.store)
           << " was cleared as stale while this job ran and is now held by job '"
           << detail::escape_control(e.record.job) << "' (PID "
           << detail::escape_control(e.record.pid) << "); leaving it alone\n";
       break;
-    case event_kind::release_failed:
+    case EventKind::release_failed:
       out << "mama: could not release machine '" << detail::escape_control(e.machine) << "' in "
           << detail::escape_control(e.store) << ": " << detail::escape_control(e.reason)
           << "; the next claim will detect the job as stale\n";
       break;
-    case event_kind::leftover_holders:
+    case EventKind::leftover_holders:
       out << "mama: processes of job '" << detail::escape_control(e.record.job)
           << "' still hold machine '" << detail::escape_control(e.machine) << "' in "
           << detail::escape_control(e.store) << " (PID " << detail::escape_control(e.record.pid)
           << "); it stays busy until they end\n";
       break;
-    case event_kind::hold_lost:
+    case EventKind::hold_lost:
       out << "mama: lost the hold on machine '" << detail::escape_control(e.machine) << "' in "
           << detail::escape_control(e.store) << ": " << detail::escape_control(e.reason)
           << "; the job must stop\n";

@@ -68,7 +68,7 @@ struct GuardOptions {
   /// Called once, from the store's own watcher thread, when a store whose holds can be lost
   /// (the PostgreSQL store: its session could not be confirmed within the deadline) reports
   /// that this claim lost its hold. The job must stop: another host may take the machine once
-  /// the holder's margin has passed. Also reported as event_kind::hold_lost.
+  /// the holder's margin has passed. Also reported as EventKind::hold_lost.
   std::function<void(std::string_view reason)> on_lost{};
 };
 
@@ -162,8 +162,8 @@ bool holds_span_hosts(const S& store) noexcept {
 }
 }  // namespace detail
 
-/// When judge() takes the machine's hold.
-enum class hold_probe {
+/// When assess() takes the machine's hold.
+enum class HoldProbe {
   token_records,  ///< only for records that carry a token (read-only looks: no lock files made)
   always,         ///< also for idle records (leftover job processes keep a machine busy)
 };
@@ -171,7 +171,7 @@ enum class hold_probe {
 /// A record judged inside a transaction: the verdict, and the machine's hold when it was free
 /// (kept so that the caller can clear or claim in the same critical section).
 template <class StateStore>
-struct Judgement {
+struct StoreAssessment {
   Assessment assessment;
   std::optional<typename StateStore::hold> hold;
   bool hold_free = false;  ///< the hold was free, or the store keeps none
@@ -182,18 +182,18 @@ struct Judgement {
 /// any host when the store's holds span hosts), `probe(pid, start)` for the others. `here`
 /// gives host, boot, time and stale_after; its hold fields are filled in here.
 template <class StateStore, class ProbeFn>
-Judgement<StateStore> judge(StateStore& store, typename StateStore::transaction& tx,
+StoreAssessment<StateStore> assess(StateStore& store, typename StateStore::transaction& tx,
                             std::string_view machine, const JobRecord& record, Observation here,
-                            ProbeFn&& probe, hold_probe when = hold_probe::always) {
-  Judgement<StateStore> j;
-  hold_state hs = hold_state::none;
-  if (store.exact_liveness() && (when == hold_probe::always || !record.token.empty())) {
+                            ProbeFn&& probe, HoldProbe when = HoldProbe::always) {
+  StoreAssessment<StateStore> j;
+  HoldState hs = HoldState::none;
+  if (store.exact_liveness() && (when == HoldProbe::always || !record.token.empty())) {
     j.hold = tx.try_hold(machine);
-    hs = j.hold ? hold_state::free : hold_state::held;
+    hs = j.hold ? HoldState::free : HoldState::held;
   }
   j.hold_free = !store.exact_liveness() || j.hold.has_value();
   // A PHP-written record has no token: the lock file says nothing about its holder.
-  here.hold = record.token.empty() ? hold_state::none : hs;
+  here.hold = record.token.empty() ? HoldState::none : hs;
   here.hold_spans_hosts = detail::holds_span_hosts(store);
   j.assessment = assess(record, here, std::forward<ProbeFn>(probe));
   return j;
@@ -281,9 +281,9 @@ class StaleJobGuard {
     try {
       release();
     } catch (const std::exception& e) {
-      deliver({{event_kind::release_failed, mine_, e.what()}});
+      deliver({{EventKind::release_failed, mine_, e.what()}});
     } catch (...) {
-      deliver({{event_kind::release_failed, mine_, "unknown error"}});
+      deliver({{EventKind::release_failed, mine_, "unknown error"}});
     }
   }
 
@@ -293,7 +293,7 @@ class StaleJobGuard {
   ///
   /// When processes of the job still hold the machine's hold after this claim dropped its own
   /// (children that left the job's process group and kept the inherited lock), the record is
-  /// kept, naming one of them when the store can tell (event_kind::leftover_holders): the
+  /// kept, naming one of them when the store can tell (EventKind::leftover_holders): the
   /// machine reads busy to this library and to the PHP tool until they end.
   ///
   /// In a process other than the one that claimed (a fork child), it only forgets the claim.
@@ -313,9 +313,9 @@ class StaleJobGuard {
       const auto current = tx.find(machine_);
       if (!current) {
         events.push_back(
-            {event_kind::successor_found, JobRecord{}, "machine no longer in the state"});
+            {EventKind::successor_found, JobRecord{}, "machine no longer in the state"});
       } else if (!is_mine(*current)) {
-        events.push_back({event_kind::successor_found, *current, {}});
+        events.push_back({EventKind::successor_found, *current, {}});
       } else {
         std::optional<typename StateStore::hold> again;
         // Only holds that the job's processes inherit (kernel locks) can outlive the claimer; a
@@ -336,7 +336,7 @@ class StaleJobGuard {
             }
             tx.write(machine_, kept);
             tx.commit();
-            events.push_back({event_kind::leftover_holders, kept,
+            events.push_back({EventKind::leftover_holders, kept,
                               "processes of the job still hold the machine's lock; the record "
                               "is kept until they end"});
           }
@@ -347,7 +347,7 @@ class StaleJobGuard {
           // Inside the critical section: a waiter never sees our record with a free hold.
           hold.reset();
           again.reset();
-          events.push_back({event_kind::released, mine_, {}});
+          events.push_back({EventKind::released, mine_, {}});
         }
       }
     }
@@ -375,7 +375,7 @@ class StaleJobGuard {
         mine_ = std::move(r);
         done = true;
       } else {
-        events.push_back({event_kind::successor_found, current ? *current : JobRecord{}, {}});
+        events.push_back({EventKind::successor_found, current ? *current : JobRecord{}, {}});
       }
     }
     deliver(events);
@@ -402,7 +402,7 @@ class StaleJobGuard {
  private:
   enum class mode { wait, once, until_free };
   struct pending {
-    event_kind kind;
+    EventKind kind;
     JobRecord record;
     std::string reason;
     std::chrono::nanoseconds waited{};
@@ -452,7 +452,7 @@ class StaleJobGuard {
         const auto now = clock_.now();
 
         auto [assessment, hold, hold_free] =
-            judge(store_, tx, machine_, record, Observation{host, boot, now, options_.stale_after},
+            assess(store_, tx, machine_, record, Observation{host, boot, now, options_.stale_after},
                   [this](int pid, std::optional<std::uint64_t> start) {
                     return probe_.check(pid, start);
                   });
@@ -463,7 +463,7 @@ class StaleJobGuard {
         // processes of that claim still running.
         const bool own_dead = names_self_but_dead(record, self, host, boot);
         if (assessment.busy() && hold_free && own_dead)
-          assessment = {verdict::stale,
+          assessment = {Verdict::stale,
                         "left by an earlier claim of this process that was not released"};
 
         // Nest only inside a live claim of an ancestor (the PHP tool's is_ancestor rule).
@@ -477,32 +477,32 @@ class StaleJobGuard {
           tx.write(machine_, mine_);
           tx.commit();
           activate();
-          events.push_back({event_kind::nested, record, {}});
-        } else if (assessment.verdict == verdict::invalid) {
+          events.push_back({EventKind::nested, record, {}});
+        } else if (assessment.verdict == Verdict::invalid) {
           throw error(errc::bad_record, "machine '" + detail::escape_control(machine_) + "' in " +
                                             store_.describe() + ": " + assessment.reason);
-        } else if (assessment.verdict == verdict::stale) {
-          events.push_back({event_kind::stale_detected, record, assessment.reason});
+        } else if (assessment.verdict == Verdict::stale) {
+          events.push_back({EventKind::stale_detected, record, assessment.reason});
           tx.write(machine_, JobRecord{});
           if (hold_free && m == mode::until_free) {
             tx.commit();
-            events.push_back({event_kind::stale_cleared, record, assessment.reason});
+            events.push_back({EventKind::stale_cleared, record, assessment.reason});
             free_now = true;
           } else if (hold_free) {
             claim_in(tx, std::move(hold), self, host, boot);
-            events.push_back({event_kind::stale_cleared, record, assessment.reason});
-            events.push_back({event_kind::claimed, mine_, {}, clock_.steady_now() - started});
+            events.push_back({EventKind::stale_cleared, record, assessment.reason});
+            events.push_back({EventKind::claimed, mine_, {}, clock_.steady_now() - started});
           } else {
             tx.commit();  // the clearing stands even though leftovers keep us waiting
-            events.push_back({event_kind::stale_cleared, record, assessment.reason});
+            events.push_back({EventKind::stale_cleared, record, assessment.reason});
             wait_reason = "job lock held by leftover processes of the previous job";
           }
-        } else if (assessment.verdict == verdict::idle) {
+        } else if (assessment.verdict == Verdict::idle) {
           if (hold_free && m == mode::until_free) {
             free_now = true;
           } else if (hold_free) {
             claim_in(tx, std::move(hold), self, host, boot);
-            events.push_back({event_kind::claimed, mine_, {}, clock_.steady_now() - started});
+            events.push_back({EventKind::claimed, mine_, {}, clock_.steady_now() - started});
           } else {
             wait_reason = "job lock held by leftover processes of the previous job";
           }
@@ -534,7 +534,7 @@ class StaleJobGuard {
                 detail::escape_control(record.job) + "' (PID " +
                 (record.pid.empty() ? std::string("none") : detail::escape_control(record.pid)) +
                 ", " + wait_reason + "); wait longer or check that job");
-      deliver({{event_kind::waiting, record, wait_reason, waited}});
+      deliver({{EventKind::waiting, record, wait_reason, waited}});
       if (!watcher) {
         // Look once more right after subscribing, so a release between our look and the
         // subscription is not missed.
@@ -564,7 +564,7 @@ class StaleJobGuard {
                    machine = machine_, store = store_.describe(), rec = mine_](std::string reason) {
             if (lost->exchange(true)) return;
             try {
-              const Event e{event_kind::hold_lost, machine, store, rec, reason, {}};
+              const Event e{EventKind::hold_lost, machine, store, rec, reason, {}};
               if (on_event)
                 on_event(e);
               else
@@ -643,9 +643,9 @@ class StaleJobGuard {
   void deliver(const std::vector<pending>& events) noexcept {
     for (const pending& p : events) {
       // Nobody listens and the default prints nothing for this kind: no work at all.
-      if (!options_.on_event && p.kind != event_kind::stale_detected &&
-          p.kind != event_kind::successor_found && p.kind != event_kind::release_failed &&
-          p.kind != event_kind::leftover_holders)
+      if (!options_.on_event && p.kind != EventKind::stale_detected &&
+          p.kind != EventKind::successor_found && p.kind != EventKind::release_failed &&
+          p.kind != EventKind::leftover_holders)
         continue;
       try {
         const std::string store = store_.describe();

@@ -6,7 +6,7 @@
 //
 // | Expression             | Returns            | Throws | Meaning                                    |
 // |------------------------|--------------------|--------|--------------------------------------------|
-// | `p.check(pid, start)`  | `mama::liveness`   | no     | alive / gone (or zombie) / reused (start differs) / unknown |
+// | `p.check(pid, start)`  | `mama::Liveness`   | no     | alive / gone (or zombie) / reused (start differs) / unknown |
 // | `p.self()`             | `ProcessIdentity`  | no     | this process: PID and start time           |
 // | `p.host_name()`        | `std::string`      | no     | this host's name                           |
 // | `p.boot_id()`          | `std::string`      | no     | this boot's id (empty when unknown)        |
@@ -46,7 +46,7 @@ struct ProcessIdentity {
 /// The ProcessProbe policy (see the table at the top of this header).
 template <class P>
 concept process_probe = requires(P& p, int pid, std::optional<std::uint64_t> start) {
-  { p.check(pid, start) } -> std::same_as<liveness>;
+  { p.check(pid, start) } -> std::same_as<Liveness>;
   { p.self() } -> std::same_as<ProcessIdentity>;
   { p.host_name() } -> std::convertible_to<std::string>;
   { p.boot_id() } -> std::convertible_to<std::string>;
@@ -136,20 +136,20 @@ inline std::optional<ProcStat> read_proc_stat(int pid) noexcept {
 /// /proc does not show the process (hidepid) to tell "gone" (ESRCH) from "another user's" (EPERM).
 class ProcProbe {
  public:
-  liveness check(int pid, std::optional<std::uint64_t> start) const noexcept {
-    if (pid <= 0) return liveness::gone;
+  Liveness check(int pid, std::optional<std::uint64_t> start) const noexcept {
+    if (pid <= 0) return Liveness::gone;
     if (const auto stat = detail::read_proc_stat(pid)) {
-      if (stat->state == 'Z' || stat->state == 'X') return liveness::gone;
-      if (start && *start != stat->start) return liveness::reused;
-      return liveness::alive;
+      if (stat->state == 'Z' || stat->state == 'X') return Liveness::gone;
+      if (start && *start != stat->start) return Liveness::reused;
+      return Liveness::alive;
     }
     const int read_errno = errno;
     if (::kill(pid, 0) == 0 || errno == EPERM) {
       // The process exists but /proc hides it from us: alive, start time not checkable.
-      return read_errno == ENOENT || read_errno == EACCES ? liveness::alive : liveness::unknown;
+      return read_errno == ENOENT || read_errno == EACCES ? Liveness::alive : Liveness::unknown;
     }
-    if (errno == ESRCH) return liveness::gone;
-    return liveness::unknown;
+    if (errno == ESRCH) return Liveness::gone;
+    return Liveness::unknown;
   }
 
   ProcessIdentity self() const noexcept {
@@ -200,12 +200,12 @@ class FakeProbe {
     state_->live[4242] = {1000, false};
   }
 
-  liveness check(int pid, std::optional<std::uint64_t> start) const {
+  Liveness check(int pid, std::optional<std::uint64_t> start) const {
     ++state_->checks;
     const auto it = state_->live.find(pid);
-    if (it == state_->live.end() || it->second.zombie) return liveness::gone;
-    if (start && *start != it->second.start) return liveness::reused;
-    return liveness::alive;
+    if (it == state_->live.end() || it->second.zombie) return Liveness::gone;
+    if (start && *start != it->second.start) return Liveness::reused;
+    return Liveness::alive;
   }
   ProcessIdentity self() const { return state_->self; }
   std::string host_name() const { return state_->host; }

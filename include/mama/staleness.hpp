@@ -46,7 +46,7 @@
 namespace mama {
 
 /// What a process probe says about a recorded holder.
-enum class liveness {
+enum class Liveness {
   alive,    ///< the process exists (possibly another user's) and, if checked, started then
   gone,     ///< no such process, or a zombie
   reused,   ///< a process with that PID exists but started at another time
@@ -54,7 +54,7 @@ enum class liveness {
 };
 
 /// The state of a claim's kernel lock (SPEC §3: "that lock decides rows 6-9").
-enum class hold_state {
+enum class HoldState {
   none,  ///< the store keeps no kernel lock for this record: use the PID rules
   held,  ///< a live process holds the machine's job lock: running
   free,  ///< nobody holds it: the job's processes are gone, or the lock was reached by another
@@ -62,7 +62,7 @@ enum class hold_state {
 };
 
 /// The verdict of the staleness table.
-enum class verdict {
+enum class Verdict {
   idle,     ///< no job
   running,  ///< a live holder (or one we must not judge): wait
   remote,   ///< held from another host, never probed from here: wait
@@ -72,10 +72,10 @@ enum class verdict {
 
 /// A verdict and, where the table gives one, the reason shown to users.
 struct Assessment {
-  mama::verdict verdict = verdict::idle;
+  mama::Verdict verdict = Verdict::idle;
   std::string reason;
 
-  bool busy() const noexcept { return verdict != verdict::idle && verdict != verdict::stale; }
+  bool busy() const noexcept { return verdict != Verdict::idle && verdict != Verdict::stale; }
   friend bool operator==(const Assessment&, const Assessment&) = default;
 };
 
@@ -85,24 +85,24 @@ struct Observation {
   std::string boot_id;  ///< this boot's id
   std::chrono::system_clock::time_point now;
   std::chrono::seconds stale_after{300};  ///< rows 4/5: PID-less records older than this are stale
-  hold_state hold = hold_state::none;     ///< the kernel lock, for records that carry a token
+  HoldState hold = HoldState::none;     ///< the kernel lock, for records that carry a token
   /// The store's holds are kept by a server for holders on every host (PostgreSQL advisory
   /// locks): then `hold` decides for token records before rows 2-9, remote ones included.
   bool hold_spans_hosts = false;
 };
 
 /// A short name for a verdict ("idle", "running", "remote", "stale", "invalid").
-constexpr std::string_view to_string(verdict v) noexcept {
+constexpr std::string_view to_string(Verdict v) noexcept {
   switch (v) {
-    case verdict::idle:
+    case Verdict::idle:
       return "idle";
-    case verdict::running:
+    case Verdict::running:
       return "running";
-    case verdict::remote:
+    case Verdict::remote:
       return "remote";
-    case verdict::stale:
+    case Verdict::stale:
       return "stale";
-    case verdict::invalid:
+    case Verdict::invalid:
       return "invalid";
   }
   return "?";
@@ -187,71 +187,71 @@ Assessment assess(const JobRecord& record, const Observation& here, ProbeFn&& pr
   using std::chrono::duration_cast;
   using std::chrono::seconds;
   // Row 1.
-  if (record.idle()) return {verdict::idle, {}};
+  if (record.idle()) return {Verdict::idle, {}};
   // A server-kept hold knows about holders on every host: no PID, host or clock comparison.
-  if (here.hold_spans_hosts && !record.token.empty() && here.hold != hold_state::none) {
-    if (here.hold == hold_state::held) return {verdict::running, {}};
+  if (here.hold_spans_hosts && !record.token.empty() && here.hold != HoldState::none) {
+    if (here.hold == HoldState::held) return {Verdict::running, {}};
     if (record.host.empty() || record.host == here.host)
-      return {verdict::stale, "process not running"};
-    return {verdict::stale, "holder on host " + detail::escape_control(record.host) +
+      return {Verdict::stale, "process not running"};
+    return {Verdict::stale, "holder on host " + detail::escape_control(record.host) +
                                 " is gone (its job lock was freed)"};
   }
   // Row 2.
   if (!record.host.empty() && record.host != here.host)
-    return {verdict::remote,
+    return {Verdict::remote,
             "on host " + detail::escape_control(record.host) + ", not checked from here"};
   // Row 3.
   if (!record.boot_id.empty() && !here.boot_id.empty() && record.boot_id != here.boot_id)
-    return {verdict::stale, "host rebooted since the job started"};
+    return {Verdict::stale, "host rebooted since the job started"};
   // Rows 4 and 5: no PID. A record without a usable timestamp is stamped by the first claimer
   // (detail::needs_first_seen_stamp) and runs until stale_after has passed from then.
   if (record.pid.empty()) {
     // A claim's record kept for job processes that outlived their claimer, when none of them
     // could be named: the hold is the only signal there is.
-    if (!record.token.empty() && here.hold == hold_state::held)
-      return {verdict::running, "held by processes of the job"};
-    if (!record.token.empty() && here.hold == hold_state::free)
-      return {verdict::stale, "processes of the job ended"};
+    if (!record.token.empty() && here.hold == HoldState::held)
+      return {Verdict::running, "held by processes of the job"};
+    if (!record.token.empty() && here.hold == HoldState::free)
+      return {Verdict::stale, "processes of the job ended"};
     const auto stamp = detail::parse_decimal<std::int64_t>(record.timestamp);
-    if (!stamp) return {verdict::running, "no PID recorded"};
+    if (!stamp) return {Verdict::running, "no PID recorded"};
     const auto now = duration_cast<seconds>(here.now.time_since_epoch()).count();
     const auto age = now - *stamp;
     if (age > here.stale_after.count())
-      return {verdict::stale, "no PID, set " + std::to_string(age / 60) + " min ago"};
-    return {verdict::running, "no PID recorded"};
+      return {Verdict::stale, "no PID, set " + std::to_string(age / 60) + " min ago"};
+    return {Verdict::running, "no PID recorded"};
   }
   // The hold, the first of two signals for records that carry a token.
-  const bool hold_decides = !record.token.empty() && here.hold != hold_state::none;
-  if (hold_decides && here.hold == hold_state::held) return {verdict::running, {}};
+  const bool hold_decides = !record.token.empty() && here.hold != HoldState::none;
+  if (hold_decides && here.hold == HoldState::held) return {Verdict::running, {}};
   // Row 6: the PID as the PHP tool reads it.
   const std::int64_t pid64 = detail::php_int_cast(record.pid);
-  if (pid64 <= 0) return {verdict::stale, "invalid PID"};
-  if (pid64 > INT32_MAX) return {verdict::stale, "process not running"};
+  if (pid64 <= 0) return {Verdict::stale, "invalid PID"};
+  if (pid64 > INT32_MAX) return {Verdict::stale, "process not running"};
   const int pid = static_cast<int>(pid64);
   std::optional<std::uint64_t> start;
   if (!record.start.empty()) {
     start = detail::parse_decimal<std::uint64_t>(record.start);
     if (!start)
-      return {verdict::invalid, "job_start is not a number of clock ticks: '" +
+      return {Verdict::invalid, "job_start is not a number of clock ticks: '" +
                                     detail::escape_control(record.start) +
                                     "'; clear the job with `mama clear --force` if it is dead"};
   }
   // Rows 7-9.
-  switch (static_cast<liveness>(probe(pid, start))) {
-    case liveness::gone:
-      return {verdict::stale, "process not running"};
-    case liveness::reused:
-      return start ? Assessment{verdict::stale, "PID reused by another process"}
-                   : Assessment{verdict::running, {}};
-    case liveness::unknown:
-      return {verdict::running, "cannot check the process"};
-    case liveness::alive:
+  switch (static_cast<Liveness>(probe(pid, start))) {
+    case Liveness::gone:
+      return {Verdict::stale, "process not running"};
+    case Liveness::reused:
+      return start ? Assessment{Verdict::stale, "PID reused by another process"}
+                   : Assessment{Verdict::running, {}};
+    case Liveness::unknown:
+      return {Verdict::running, "cannot check the process"};
+    case Liveness::alive:
       break;
   }
   if (hold_decides)  // free hold, live process: the signals disagree, so it runs
-    return {verdict::running, "job lock free but process " + std::to_string(pid) +
+    return {Verdict::running, "job lock free but process " + std::to_string(pid) +
                                   " is alive (lock files lost or reached by another path)"};
-  return {verdict::running, {}};
+  return {Verdict::running, {}};
 }
 
 }  // namespace mama

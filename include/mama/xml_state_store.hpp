@@ -110,7 +110,7 @@ namespace mama {
 
 /// How the mama.xml store locks and saves.
 struct XmlStoreOptions {
-  enum class lock_mode {
+  enum class LockMode {
     /// flock on mama.xml, rewrite in place with a journal: safe beside the PHP tool (default).
     shared_with_php,
     /// flock on `<file>.d/state.lock`, write a temporary file and rename it over mama.xml.
@@ -118,7 +118,7 @@ struct XmlStoreOptions {
     /// a rename replaces.
     standalone,
   };
-  lock_mode mode = lock_mode::shared_with_php;
+  LockMode mode = LockMode::shared_with_php;
   /// fsync the journal, mama.xml and the directory on each save: survives power loss, not only
   /// a crash of the process. Off: a killed process still never leaves a truncated file.
   bool sync = true;
@@ -127,7 +127,7 @@ struct XmlStoreOptions {
   /// Refuse state files larger than this (a lab of 10,000 machines is about 8 MiB).
   std::size_t max_file_size = 64u << 20;
   /// Test-only: called at each step of a save (a crash test kills the process there).
-  std::function<void(save_step)> crash_hook;
+  std::function<void(SaveStep)> crash_hook;
 };
 
 namespace detail {
@@ -440,7 +440,7 @@ class XmlStateStore {
       if (wd >= 0) w.wds_.push_back(wd);
     };
     const detail::opened_file f = shared_->peek();
-    if (shared_->options.mode == XmlStoreOptions::lock_mode::standalone) {
+    if (shared_->options.mode == XmlStoreOptions::LockMode::standalone) {
       add(f.canonical.parent_path(), IN_MOVED_TO | IN_CLOSE_WRITE);
     } else {
       add(shared_->path, IN_MODIFY);
@@ -465,7 +465,7 @@ class XmlStateStore {
       if (!options.crash_hook) {
         if (const char* at = std::getenv("MAMA_CRASH_AT")) {
           std::string step = at;
-          options.crash_hook = [step](save_step s) {
+          options.crash_hook = [step](SaveStep s) {
             if (to_string(s) == step) ::kill(::getpid(), SIGKILL);
           };
         }
@@ -485,7 +485,7 @@ class XmlStateStore {
     std::filesystem::path known_canonical;
 
     bool standalone() const noexcept {
-      return options.mode == XmlStoreOptions::lock_mode::standalone;
+      return options.mode == XmlStoreOptions::LockMode::standalone;
     }
     std::string file() const { return path.string(); }
     detail::save_io io() const {

@@ -1,9 +1,9 @@
-// A Catch2 suite holding its machine through mama/catch2.hpp that forks: the child's exit()
+// A Catch2 suite holding its machine through mama/runners/catch2.hpp that forks: the child's exit()
 // runs the static RunClaim's destructor, which must not release the parent's claim; neither
 // must a JobGuard whose scope a child leaves.
 // clang-format off
 #define CATCH_CONFIG_MAIN
-#include <mama/catch2.hpp>
+#include <mama/runners/catch2.hpp>
 // clang-format on
 
 #include <sys/wait.h>

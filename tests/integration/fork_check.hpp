@@ -2,7 +2,7 @@
 // run claim's destructors: the parent's record and its kernel hold are untouched.
 #pragma once
 
-#include <mama/harness.hpp>
+#include <mama/runners/harness.hpp>
 #include <optional>
 #include <string>
 

@@ -1,10 +1,10 @@
-// A GoogleTest suite holding its machine through mama/gtest.hpp, whose death tests fork: the
+// A GoogleTest suite holding its machine through mama/runners/gtest.hpp, whose death tests fork: the
 // child's exit() runs the static RunClaim's destructor, which must not release the parent's
 // claim (SPEC §4, "Who may release").
 #include <unistd.h>
 
 #include <cstdlib>
-#include <mama/gtest.hpp>
+#include <mama/runners/gtest.hpp>
 
 #include "fork_check.hpp"
 

@@ -134,8 +134,8 @@ TEST_CASE("the runtime directory, lock files and journal are the lab group's, wh
 
   // user2 (another primary group) dies in a save: its lock file and journal stay behind.
   XmlStoreOptions crash;
-  crash.crash_hook = [](mama::save_step s) {
-    if (s == mama::save_step::journal_renamed) ::kill(::getpid(), SIGKILL);
+  crash.crash_hook = [](mama::SaveStep s) {
+    if (s == mama::SaveStep::journal_renamed) ::kill(::getpid(), SIGKILL);
   };
   CHECK(as_user(user2, [&] { return claim_and_release(lab.file, "m2", crash); }) == 128 + SIGKILL);
   const auto lock2 = stat_of(lab.runtime / "machine.m2.lock");

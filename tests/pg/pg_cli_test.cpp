@@ -300,7 +300,7 @@ TEST_CASE(
 
   ::kill(sleeper, SIGKILL);
   // The server frees the lock with the command's session: `list` on the other host, which
-  // cannot check PIDs here, sees the job stale from the lock alone (look_at as the guard) once
+  // cannot check PIDs here, sees the job stale from the lock alone (assess_machine as the guard) once
   // the holder's lease is over (its last confirmation + deadline + grace + margin: 17 s by
   // default, as a cut-off holder may still be ending its job until then).
   REQUIRE(eventually(

@@ -101,9 +101,9 @@ int agent(const std::string& conninfo, const std::string& name, const std::strin
   go.poll_interval = 100ms;
   go.timeout = 4s;  // so that the stop file is seen
   go.on_event = [&](const mama::Event& e) {
-    if (e.kind == mama::event_kind::stale_cleared) log.line("stale_cleared");
-    if (e.kind == mama::event_kind::successor_found) log.line("successor_found");
-    if (e.kind == mama::event_kind::release_failed) log.line("release_failed");
+    if (e.kind == mama::EventKind::stale_cleared) log.line("stale_cleared");
+    if (e.kind == mama::EventKind::successor_found) log.line("successor_found");
+    if (e.kind == mama::EventKind::release_failed) log.line("release_failed");
   };
   using Guard = mama::StaleJobGuard<mama::SystemClock, mama::ProcProbe, mama::PgStateStore>;
   const pid_t self = ::getpid();

@@ -26,7 +26,7 @@
 namespace {
 
 using mama::Event;
-using mama::event_kind;
+using mama::EventKind;
 using mama::JobRecord;
 using mama::PgStateStore;
 using mama::test::Child;
@@ -127,12 +127,12 @@ struct Recorder {
       r->push_back(std::string(ev.reason));
     };
   }
-  bool saw(event_kind k) const {
+  bool saw(EventKind k) const {
     for (const auto& e : *events)
       if (e.kind == k) return true;
     return false;
   }
-  std::string reason_of(event_kind k) const {
+  std::string reason_of(EventKind k) const {
     for (std::size_t i = 0; i < events->size(); ++i)
       if ((*events)[i].kind == k) return (*reasons)[i];
     return "<none>";
@@ -292,7 +292,7 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
         "UPDATE mama_machine SET job = 'crashed', job_pid = '4243', job_host = 'testhost', "
         "job_boot_id = 'boot-1', job_token = 'feedface'");
     FakeGuard g(lab.store, "m", opt, clock, probe);
-    CHECK(rec.reason_of(event_kind::stale_cleared) == "process not running");
+    CHECK(rec.reason_of(EventKind::stale_cleared) == "process not running");
     CHECK(probe.checks() == 0);
     CHECK(lab.record("m").token == g.token());
   }
@@ -301,7 +301,7 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
         "UPDATE mama_machine SET job = 'remote', job_pid = '1', job_host = 'other', "
         "job_boot_id = 'boot-9', job_token = 'abc'");
     FakeGuard g(lab.store, "m", opt, clock, probe);
-    CHECK_THAT(rec.reason_of(event_kind::stale_detected), Catch::Contains("host other is gone"));
+    CHECK_THAT(rec.reason_of(EventKind::stale_detected), Catch::Contains("host other is gone"));
     CHECK(probe.checks() == 0);
   }
   SECTION("a record whose hold is held is running, from this host or another") {
@@ -329,13 +329,13 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
       lab.store.exec(
           "UPDATE mama_machine SET job = 'php job', job_pid = '12', job_boot_id = 'boot-0'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
-      CHECK(rec.reason_of(event_kind::stale_cleared) == "host rebooted since the job started");
+      CHECK(rec.reason_of(EventKind::stale_cleared) == "host rebooted since the job started");
     }
     SECTION("row 4: no PID, old timestamp") {
       lab.store.exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
                      std::to_string(now_s - 600) + "'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
-      CHECK(rec.reason_of(event_kind::stale_cleared) == "no PID, set 10 min ago");
+      CHECK(rec.reason_of(EventKind::stale_cleared) == "no PID, set 10 min ago");
     }
     SECTION("row 5: no PID, recent timestamp: running") {
       lab.store.exec("UPDATE mama_machine SET job = 'php job', job_timestamp = '" +
@@ -345,19 +345,19 @@ TEST_CASE("the SPEC 3 decisions hold through the guard on the PostgreSQL store",
     SECTION("row 6: invalid PID") {
       lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = 'abc'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
-      CHECK(rec.reason_of(event_kind::stale_cleared) == "invalid PID");
+      CHECK(rec.reason_of(EventKind::stale_cleared) == "invalid PID");
     }
     SECTION("row 7: the process is gone") {
       lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '31337'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
-      CHECK(rec.reason_of(event_kind::stale_cleared) == "process not running");
+      CHECK(rec.reason_of(EventKind::stale_cleared) == "process not running");
       CHECK(probe.checks() == 1);
     }
     SECTION("row 8: the PID was reused") {
       probe.spawn(500, 77);
       lab.store.exec("UPDATE mama_machine SET job = 'php job', job_pid = '500', job_start = '76'");
       FakeGuard g(lab.store, "m", opt, clock, probe);
-      CHECK(rec.reason_of(event_kind::stale_cleared) == "PID reused by another process");
+      CHECK(rec.reason_of(EventKind::stale_cleared) == "PID reused by another process");
     }
     SECTION("row 9: the process lives") {
       probe.spawn(500, 77);
@@ -407,7 +407,7 @@ TEST_CASE("a holder on one host killed with SIGKILL frees the machine for the ot
   HostGuard g(lab.store, "m", o, {}, probe_b);
   const auto took = std::chrono::steady_clock::now() - t0;
   CHECK(lab.record("m").host == "host-b");
-  CHECK_THAT(rec.reason_of(event_kind::stale_detected), Catch::Contains("host host-a is gone"));
+  CHECK_THAT(rec.reason_of(EventKind::stale_detected), Catch::Contains("host host-a is gone"));
   CHECK(probe_b.checks() == 0);
   WARN("taken over " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                      << " ms after SIGKILL");
@@ -623,7 +623,7 @@ TEST_CASE("the guard hears its PostgreSQL hold's loss: on_lost, lost() and hold_
   CHECK(calls.load() == 1);
   thief.reset();  // the lock is free again; the record is still the lost claim's
   g.release();    // the loser's release keeps to the lease too: the record may stay
-  CHECK(rec.saw(event_kind::hold_lost));
+  CHECK(rec.saw(EventKind::hold_lost));
   // Another host gets the machine once the lease is over.
   mama::FakeProbe probe_b;
   probe_b.set_host("host-b");
@@ -658,7 +658,7 @@ TEST_CASE("a waiter takes a lost holder's machine only after its deadline, grace
     for (int i = 0; i < 500 && !lost; ++i) ::usleep(10 * 1000);
     g.release();
     resumed.send(
-        lost && rec.saw(event_kind::successor_found) && !rec.saw(event_kind::released) ? 'y' : 'n');
+        lost && rec.saw(EventKind::successor_found) && !rec.saw(EventKind::released) ? 'y' : 'n');
     return 0;
   });
   REQUIRE(ready.receive() == 'c');
@@ -691,7 +691,7 @@ TEST_CASE("a waiter takes a lost holder's machine only after its deadline, grace
   CHECK(waited < lease + 3000);
   WARN("B took over " << waited << " ms after the cut (A last confirmed " << age_at_stop
                       << " ms before; deadline + grace + margin = " << lease << " ms)");
-  CHECK(rec_b.saw(event_kind::stale_cleared));
+  CHECK(rec_b.saw(EventKind::stale_cleared));
   CHECK(lab.record("m").token == b.token());
 
   ::kill(host_a.pid(), SIGCONT);

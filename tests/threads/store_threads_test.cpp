@@ -30,8 +30,8 @@ std::string sample(const std::string& name) {
 class ThreadProbe {
  public:
   explicit ThreadProbe(int fake_pid = 2'000'000'000) : self_{fake_pid, 1} {}
-  mama::liveness check(int pid, std::optional<std::uint64_t> start) const {
-    if (pid >= 2'000'000'000) return mama::liveness::alive;  // the threads live all test long
+  mama::Liveness check(int pid, std::optional<std::uint64_t> start) const {
+    if (pid >= 2'000'000'000) return mama::Liveness::alive;  // the threads live all test long
     return real_.check(pid, start);
   }
   mama::ProcessIdentity self() const { return self_; }
@@ -67,7 +67,7 @@ TEST_CASE("two threads' transactions on copies of one store exclude each other",
   const auto file = dir / "mama.xml";
   write_file(file, sample("php_written.xml"));
   const auto mode =
-      GENERATE(XmlStoreOptions::lock_mode::shared_with_php, XmlStoreOptions::lock_mode::standalone);
+      GENERATE(XmlStoreOptions::LockMode::shared_with_php, XmlStoreOptions::LockMode::standalone);
   XmlStoreOptions o;
   o.mode = mode;
   o.sync = false;
@@ -103,7 +103,7 @@ TEST_CASE("threads claiming one machine through copies of one store never hold i
   const auto file = dir / "mama.xml";
   write_file(file, sample("php_written.xml"));
   const auto mode =
-      GENERATE(XmlStoreOptions::lock_mode::shared_with_php, XmlStoreOptions::lock_mode::standalone);
+      GENERATE(XmlStoreOptions::LockMode::shared_with_php, XmlStoreOptions::LockMode::standalone);
   XmlStoreOptions o;
   o.mode = mode;
   o.sync = false;

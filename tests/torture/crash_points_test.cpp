@@ -16,14 +16,14 @@
 
 namespace {
 
-using mama::save_step;
+using mama::SaveStep;
 using mama::test::read_file;
 using mama::test::TempDir;
 using mama::test::write_file;
 
-constexpr save_step all_steps[] = {save_step::journal_written, save_step::journal_renamed,
-                                   save_step::file_truncated,  save_step::file_half_written,
-                                   save_step::file_written,    save_step::journal_removed};
+constexpr SaveStep all_steps[] = {SaveStep::journal_written, SaveStep::journal_renamed,
+                                   SaveStep::file_truncated,  SaveStep::file_half_written,
+                                   SaveStep::file_written,    SaveStep::journal_removed};
 
 // A random lab: 1-8 machines with random unknown fields, comments and padding, a resource, and
 // sometimes a stale legacy job on the target machine (the claim then clears it in the same save).
@@ -81,7 +81,7 @@ TEST_CASE("a save killed at any step leaves the old or the new content, and noth
   std::mt19937 rng(seed);
   int total = 0;
 
-  for (const save_step step : all_steps) {
+  for (const SaveStep step : all_steps) {
     for (const bool release : {false, true}) {
       for (int run = 0; run < runs; ++run) {
         INFO("step " << mama::to_string(step) << (release ? " of a release" : " of a claim")
@@ -107,7 +107,7 @@ TEST_CASE("a save killed at any step leaves the old or the new content, and noth
           }
           bool armed = false;
           mama::XmlStoreOptions o;
-          o.crash_hook = [&](save_step s) {
+          o.crash_hook = [&](SaveStep s) {
             if (armed && s == step) ::kill(::getpid(), SIGKILL);
           };
           mama::XmlStateStore store(state, o);
@@ -133,18 +133,18 @@ TEST_CASE("a save killed at any step leaves the old or the new content, and noth
             std::filesystem::exists(std::filesystem::path(state.string() + ".d") / "journal"));
         CHECK(now.find("</settings>") != std::string::npos);  // what the PHP tool insists on
         switch (step) {
-          case save_step::journal_written:
-          case save_step::journal_renamed:
+          case SaveStep::journal_written:
+          case SaveStep::journal_renamed:
             CHECK(now == old_content);
             break;
-          case save_step::file_truncated:
-          case save_step::file_half_written:
-          case save_step::file_written:
+          case SaveStep::file_truncated:
+          case SaveStep::file_half_written:
+          case SaveStep::file_written:
             REQUIRE(journal);
             CHECK(now == *journal);
             CHECK(now != old_content);
             break;
-          case save_step::journal_removed:
+          case SaveStep::journal_removed:
             CHECK(now == raw_after_crash);
             CHECK(now != old_content);
             break;

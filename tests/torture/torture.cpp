@@ -184,7 +184,7 @@ int worker_main(const Config& cfg, Shared* shared, long inc, bool crasher, unsig
   options.sync = cfg.sync;
   if (crasher) {
     // Dies in the middle of a save now and then: about one save in 25.
-    options.crash_hook = [&rng, log_fd](mama::save_step s) {
+    options.crash_hook = [&rng, log_fd](mama::SaveStep s) {
       if (rng() % 150 == 0) {
         log_line(log_fd,
                  "crash " + std::string(mama::to_string(s)) + " " + std::to_string(mono_ns()));
@@ -196,8 +196,8 @@ int worker_main(const Config& cfg, Shared* shared, long inc, bool crasher, unsig
   mama::GuardOptions g;
   g.poll_interval = std::chrono::milliseconds(20);
   g.on_event = [log_fd](const mama::Event& e) {
-    if (e.kind == mama::event_kind::waiting || e.kind == mama::event_kind::stale_detected) return;
-    if (e.kind == mama::event_kind::claimed) {
+    if (e.kind == mama::EventKind::waiting || e.kind == mama::EventKind::stale_detected) return;
+    if (e.kind == mama::EventKind::claimed) {
       // Emitted right after the claim's save: the earliest instant known to be inside the hold.
       log_line(log_fd, "claimed " + word(e.machine) + " " + word(e.record.token) + " " +
                            std::to_string(mono_ns()));
@@ -554,7 +554,7 @@ int run(Config cfg) {
     mama::GuardOptions g;
     g.job = "final-check";
     g.on_event = [&](const mama::Event& e) {
-      if (e.kind == mama::event_kind::stale_cleared) ++rep.final_stale;
+      if (e.kind == mama::EventKind::stale_cleared) ++rep.final_stale;
     };
     for (int i = 0; i < cfg.machines; ++i) {
       try {

@@ -184,11 +184,11 @@ inline bool journal_replays(const journal_entry& j, std::string_view current) no
 /// zero), which made every save wait for the disk. False (errno set) on a failed write.
 inline bool rewrite_from(int fd, std::size_t cut, std::string_view tail, const save_io& io) {
   if (::ftruncate(fd, static_cast<off_t>(cut)) != 0) return false;
-  io.step(save_step::file_truncated);
+  io.step(SaveStep::file_truncated);
   if (io.hooked() && tail.size() > 1) {
     const auto half = tail.size() / 2;
     if (!pwrite_all(fd, tail.substr(0, half), static_cast<off_t>(cut))) return false;
-    io.step(save_step::file_half_written);
+    io.step(SaveStep::file_half_written);
     if (!pwrite_all(fd, tail.substr(half), static_cast<off_t>(cut + half))) return false;
   } else if (!pwrite_all(fd, tail, static_cast<off_t>(cut))) {
     return false;
@@ -237,12 +237,12 @@ inline void journaled_save(int dir, int fd, std::string_view old_content, std::s
                   " was not changed");
     }
   }
-  io.step(save_step::journal_written);
+  io.step(SaveStep::journal_written);
   if (::renameat(dir, journal_tmp_name, dir, journal_file_name) != 0)
     throw_errno("cannot put the save journal in place in " + f.runtime.string() + "; " + io.file() +
                 " was not changed");
   if (io.sync) ::fsync(dir);
-  io.step(save_step::journal_renamed);
+  io.step(SaveStep::journal_renamed);
   if (!rewrite_from(fd, cut, tail, io)) {
     const int saved = errno;
     // Put the old content back: the file still starts with the bytes old and new share, so
@@ -252,13 +252,13 @@ inline void journaled_save(int dir, int fd, std::string_view old_content, std::s
     errno = saved;
     throw_errno("cannot write " + io.file());
   }
-  io.step(save_step::file_written);
+  io.step(SaveStep::file_written);
   ::unlinkat(dir, journal_file_name, 0);
-  io.step(save_step::journal_removed);
+  io.step(SaveStep::journal_removed);
 }
 
 /// What recover_journal() did.
-enum class journal_outcome {
+enum class JournalOutcome {
   none,       ///< there was no journal
   invalid,    ///< the journal was incomplete or not ours: not applied (removed unless read-only)
   discarded,  ///< an intact journal that mama.xml is not a proper prefix of: mama.xml untouched
@@ -268,16 +268,16 @@ enum class journal_outcome {
 /// Finishes or discards a save that a killed process left half done (see the top of this
 /// header). `dir`: the runtime directory; `fd`: the state file, holding the state lock.
 /// Throws mama::error naming the file.
-inline journal_outcome recover_journal(int dir, int fd, bool read_only, const opened_file& f,
+inline JournalOutcome recover_journal(int dir, int fd, bool read_only, const opened_file& f,
                                        const save_io& io) {
   unique_fd j(::openat(dir, journal_file_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!j) return journal_outcome::none;
+  if (!j) return JournalOutcome::none;
   std::string journal;
   const bool readable = pread_all(j.get(), journal, io.max_file_size + 100);
   const auto entry = readable ? journal_content(journal) : std::nullopt;
   if (!entry) {
     if (!read_only) ::unlinkat(dir, journal_file_name, 0);  // never reached mama.xml
-    return journal_outcome::invalid;
+    return JournalOutcome::invalid;
   }
   std::string current;
   read_state_bytes(fd, current, io);
@@ -296,7 +296,7 @@ inline journal_outcome recover_journal(int dir, int fd, bool read_only, const op
       throw_errno("cannot restore " + io.file() + " from its journal");
   }
   if (!read_only) ::unlinkat(dir, journal_file_name, 0);
-  return replay ? journal_outcome::replayed : journal_outcome::discarded;
+  return replay ? JournalOutcome::replayed : JournalOutcome::discarded;
 }
 
 }  // namespace mama::detail

@@ -19,7 +19,7 @@
 namespace mama {
 
 /// The steps of a save, in order, for the test-only crash hook.
-enum class save_step {
+enum class SaveStep {
   journal_written,    ///< the journal's temporary file is written (not yet renamed)
   journal_renamed,    ///< the journal is in place
   file_truncated,     ///< mama.xml is cut after the bytes old and new content share
@@ -29,19 +29,19 @@ enum class save_step {
 };
 
 /// The name of a save step ("journal_written", ...), as MAMA_CRASH_AT takes it.
-constexpr std::string_view to_string(save_step s) noexcept {
+constexpr std::string_view to_string(SaveStep s) noexcept {
   switch (s) {
-    case save_step::journal_written:
+    case SaveStep::journal_written:
       return "journal_written";
-    case save_step::journal_renamed:
+    case SaveStep::journal_renamed:
       return "journal_renamed";
-    case save_step::file_truncated:
+    case SaveStep::file_truncated:
       return "file_truncated";
-    case save_step::file_half_written:
+    case SaveStep::file_half_written:
       return "file_half_written";
-    case save_step::file_written:
+    case SaveStep::file_written:
       return "file_written";
-    case save_step::journal_removed:
+    case SaveStep::journal_removed:
       return "journal_removed";
   }
   return "?";
@@ -64,11 +64,11 @@ struct save_io {
   std::string_view name;  ///< the state file as the user named it, for messages
   bool sync = true;       ///< fsync/fdatasync each step
   std::size_t max_file_size = 64u << 20;
-  const std::function<void(save_step)>* crash_hook = nullptr;  ///< test-only, may be null
+  const std::function<void(SaveStep)>* crash_hook = nullptr;  ///< test-only, may be null
 
   std::string file() const { return std::string(name); }
   bool hooked() const noexcept { return crash_hook && *crash_hook; }
-  void step(save_step s) const {
+  void step(SaveStep s) const {
     if (hooked()) (*crash_hook)(s);
   }
 };
@@ -132,7 +132,7 @@ inline void save_by_rename(const std::string& content, const opened_file& f, con
   if (::fchown(t.get(), f.st.st_uid, f.st.st_gid) != 0)
     ok = ::fchown(t.get(), -1, f.st.st_gid) == 0 || true;  // not root: keep what we can
   ok = ok && pwrite_all(t.get(), content, 0) && (!io.sync || ::fsync(t.get()) == 0);
-  if (ok) io.step(save_step::file_written);
+  if (ok) io.step(SaveStep::file_written);
   if (!ok || ::renameat(dir.get(), tmp.c_str(), dir.get(), f.canonical.filename().c_str()) != 0) {
     const int saved = errno;
     ::unlinkat(dir.get(), tmp.c_str(), 0);
@@ -140,7 +140,7 @@ inline void save_by_rename(const std::string& content, const opened_file& f, con
     throw_errno("cannot save " + io.file() + "; it was not changed");
   }
   if (io.sync) ::fsync(dir.get());
-  io.step(save_step::journal_removed);
+  io.step(SaveStep::journal_removed);
 }
 
 }  // namespace detail

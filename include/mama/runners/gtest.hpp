@@ -1,6 +1,6 @@
-// mama/gtest.hpp — a GoogleTest global environment that claims a lab machine for the whole run.
+// mama/runners/gtest.hpp — a GoogleTest global environment that claims a lab machine for the whole run.
 //
-//   #include <mama/gtest.hpp>
+//   #include <mama/runners/gtest.hpp>
 //   MAMA_GTEST_ENVIRONMENT();                    // at namespace scope, e.g. with gtest_main
 // or, in your own main() after ::testing::InitGoogleTest(&argc, argv):
 //   mama::add_gtest_environment();
@@ -10,14 +10,14 @@
 // binary's name), and TearDown() releases it after the last. Without MAMA_MACHINE it does
 // nothing. A failed claim is a fatal failure of the environment: GoogleTest runs no test,
 // prints the message (naming the machine and the file) and RUN_ALL_TESTS() returns 1.
-// See mama/harness.hpp.
+// See mama/runners/harness.hpp.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <exception>
 
-#include "mama/harness.hpp"
+#include "mama/runners/harness.hpp"
 
 namespace mama {
 

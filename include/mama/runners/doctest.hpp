@@ -1,13 +1,13 @@
-// mama/doctest.hpp — a doctest listener that claims a lab machine for the whole test run.
+// mama/runners/doctest.hpp — a doctest listener that claims a lab machine for the whole test run.
 //
 //   #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN   // in the one file that has it, as usual
-//   #include <mama/doctest.hpp>                  // instead of <doctest/doctest.h>
+//   #include <mama/runners/doctest.hpp>                  // instead of <doctest/doctest.h>
 //
 // Including this header registers the listener (named "mama"). When MAMA_MACHINE is set, the
 // run claims that machine in the state file ($MAMA_STATE, else $MAMA_PATH/mama.xml) before the
 // first test, with the job text $MAMA_JOB (default: the test binary's name), and releases it
 // after the last. Without MAMA_MACHINE, and for queries (--list-test-cases, --count, --help),
-// it does nothing. See mama/harness.hpp.
+// it does nothing. See mama/runners/harness.hpp.
 //
 // A failed claim ends the run before any test: doctest lets no listener stop a run, so the
 // listener prints the message (naming the machine and the file) to stderr and calls
@@ -23,7 +23,7 @@
 #include <exception>
 #include <iostream>
 
-#include "mama/harness.hpp"
+#include "mama/runners/harness.hpp"
 
 namespace mama {
 

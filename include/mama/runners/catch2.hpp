@@ -1,9 +1,9 @@
-// mama/catch2.hpp — a Catch2 (v2.13 or v3) listener that claims a lab machine for the whole
+// mama/runners/catch2.hpp — a Catch2 (v2.13 or v3) listener that claims a lab machine for the whole
 // test run.
 //
 //   Catch2 v2:                              Catch2 v3:
 //   #define CATCH_CONFIG_MAIN  // one file      // link Catch2::Catch2WithMain as usual
-//   #include <mama/catch2.hpp>                  #include <mama/catch2.hpp>
+//   #include <mama/runners/catch2.hpp>                  #include <mama/runners/catch2.hpp>
 //   // instead of (or before) <catch2/catch.hpp>  // gives <catch2/catch_test_macros.hpp>
 //
 // Including this header registers the listener. When MAMA_MACHINE is set, the run claims that
@@ -11,7 +11,7 @@
 // the job text $MAMA_JOB (default: the test binary's name), and releases it after the last.
 // Without MAMA_MACHINE it does nothing. A failed claim ends the run before any test with a
 // message naming the machine and the file; the exit status is 255 with v2 and 1 with v3.
-// See mama/harness.hpp.
+// See mama/runners/harness.hpp.
 //
 // The version is what the compiler sees: a Catch2 header included before this one decides
 // (CATCH_VERSION_MAJOR); otherwise v3 when <catch2/catch_test_macros.hpp> is on the include path,
@@ -43,21 +43,21 @@
 #if defined(TWOBLUECUBES_SINGLE_INCLUDE_CATCH_HPP_INCLUDED) && \
     !defined(CATCH_CONFIG_EXTERNAL_INTERFACES)
 #error \
-    "include <mama/catch2.hpp> before <catch2/catch.hpp> (or define CATCH_CONFIG_EXTERNAL_INTERFACES before it): the listener needs Catch2's external interfaces"
+    "include <mama/runners/catch2.hpp> before <catch2/catch.hpp> (or define CATCH_CONFIG_EXTERNAL_INTERFACES before it): the listener needs Catch2's external interfaces"
 #endif
 #ifndef CATCH_CONFIG_EXTERNAL_INTERFACES
 #define CATCH_CONFIG_EXTERNAL_INTERFACES
 #endif
 #include <catch2/catch.hpp>
 #else
-#error "mama/catch2.hpp supports Catch2 v2 and v3 (MAMA_CATCH2_VERSION must be 2 or 3)"
+#error "mama/runners/catch2.hpp supports Catch2 v2 and v3 (MAMA_CATCH2_VERSION must be 2 or 3)"
 #endif
 
 #include <exception>
 #include <ostream>
 #include <string>
 
-#include "mama/harness.hpp"
+#include "mama/runners/harness.hpp"
 
 namespace mama {
 

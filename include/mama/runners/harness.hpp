@@ -1,4 +1,4 @@
-// mama/harness.hpp — claim a machine for a whole test or benchmark run, configured by the
+// mama/runners/harness.hpp — claim a machine for a whole test or benchmark run, configured by the
 // environment. Runner-independent; catch2.hpp, gtest.hpp and benchmark.hpp build on it.
 //
 // Environment (read when the run starts):

@@ -1,6 +1,6 @@
-// mama/benchmark.hpp — run Google Benchmark benchmarks while holding a lab machine.
+// mama/runners/benchmark.hpp — run Google Benchmark benchmarks while holding a lab machine.
 //
-//   #include <mama/benchmark.hpp>
+//   #include <mama/runners/benchmark.hpp>
 //   BENCHMARK(BM_something);
 //   MAMA_BENCHMARK_MAIN();                       // instead of BENCHMARK_MAIN()
 // or, in your own main():
@@ -10,7 +10,7 @@
 // $MAMA_PATH/mama.xml) after the command line is parsed and before the first benchmark, with
 // the job text $MAMA_JOB (default: the program's name), and released after the last. Without
 // MAMA_MACHINE the benchmarks simply run. A failed claim runs no benchmark: the message (naming
-// the machine and the file) goes to stderr and the exit status is 1. See mama/harness.hpp.
+// the machine and the file) goes to stderr and the exit status is 1. See mama/runners/harness.hpp.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -18,7 +18,7 @@
 #include <exception>
 #include <iostream>
 
-#include "mama/harness.hpp"
+#include "mama/runners/harness.hpp"
 
 namespace mama {
 
