@@ -6,8 +6,10 @@
 //   claim/xml_sync    the same with sync = true (the default: fsync journal, file, directory)
 //   claim/xml_nosync_tmpfs  no sync, the file on tmpfs: the software's share without the disk
 //
-// A cycle on mama.xml is two transactions, each: open + flock, journal check, read, parse,
-// then (claim) the machine's lock file, and a save: serialize, journal, rewrite, unlink.
+// A cycle on mama.xml is two transactions, each: open + flock, journal check, read, check (a
+// memcmp against the bytes the store saved last), then (claim) the machine's lock file, and a
+// save: splice one machine, journal the tail after the first changed byte, rewrite it, unlink.
+// Floors beside it (same run): floor/lock_read/N (sweep_bench.cpp) and floor/six_fdatasync.
 #include <benchmark/benchmark.h>
 
 #include "bench_support.hpp"
@@ -121,5 +123,27 @@ void BM_floor_fdatasync(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_floor_fdatasync)->Name("floor/fdatasync_4KiB")->Unit(benchmark::kMicrosecond);
+
+// The six flushes of a synced cycle measured together: six 4 KiB writes, each made durable with
+// fdatasync, in one file on the same file system. No synced claim + release can beat it.
+void BM_floor_six_fdatasync(benchmark::State& state) {
+  const auto path = mama_bench::scratch_dir() / "floor-six-fdatasync";
+  std::filesystem::create_directories(mama_bench::scratch_dir());
+  mama::detail::unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) {
+    state.SkipWithError("cannot create the floor file");
+    return;
+  }
+  const std::string block(4096, 'x');
+  for (auto _ : state) {
+    for (int i = 0; i < 6; ++i) {
+      if (!mama::detail::pwrite_all(fd.get(), block, 4096 * i) || ::fdatasync(fd.get()) != 0) {
+        state.SkipWithError("write or fdatasync failed");
+        return;
+      }
+    }
+  }
+}
+BENCHMARK(BM_floor_six_fdatasync)->Name("floor/six_fdatasync")->Unit(benchmark::kMicrosecond);
 
 }  // namespace

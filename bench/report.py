@@ -166,6 +166,27 @@ def main():
           f"synced cycle can beat {fmt(6 * floor)} on this disk.")
         w("")
 
+    # The file's share against its floors.
+    w("### The store against its floors (in-process, same run)")
+    w("")
+    w("| machines | lock+read (floor) | fields of every machine, store kept | the same, fresh store "
+      "| claim+release, no sync | floor: 10-machine cycle + lock+read | ratio |")
+    w("|---:|---:|---:|---:|---:|---:|---:|")
+    c10 = real("claim/xml_nosync/10")
+    for n in SIZES:
+        lr = real(f"floor/lock_read/{n}")
+        cyc = real(f"claim/xml_nosync/{n}")
+        fl = c10 + lr if c10 and lr else None
+        w(f"| {n:,} | {fmt(lr)} | {fmt(real(f'sweep/xml_fields/{n}'))} "
+          f"| {fmt(real(f'sweep/xml_fields_cold/{n}'))} | {fmt(cyc)} | {fmt(fl)} "
+          f"| {f'{cyc / fl:.2f}×' if cyc and fl else '–'} |")
+    six = real("floor/six_fdatasync")
+    if six:
+        w("")
+        w(f"Six 4 KiB writes, each followed by `fdatasync`, in one run: {fmt(six)} (the six flushes "
+          f"of a synced claim + release).")
+    w("")
+
     # Handoff.
     w("### Handoff and crash recovery (two processes, real mama.xml, 10 machines)")
     w("")
@@ -212,6 +233,23 @@ def main():
          " / ".join(fmt(hand[k] * 1e3) if hand.get(k) else "–" for k in ("handoff/sigkill_nosync", "handoff/sigkill_sync")),
          hand.get("handoff/sigkill_nosync") and hand["handoff/sigkill_nosync"] <= 5e3),
     ]
+    # Issue 15: ratios to floors measured in the same run.
+    def ratio_target(label, got, floor, limit):
+        if not got or not floor:
+            return (label, "–", None)
+        return (label, f"{fmt(got)} = {got / floor:.2f}× floor {fmt(floor)}", got / floor <= limit)
+
+    for n in (10, 1000, 10000):
+        lr = real(f"floor/lock_read/{n}")
+        targets.append(ratio_target(
+            f"claim+release, {n:,} machines, no sync ≤ 2× (10-machine cycle + lock+read of the file)",
+            real(f"claim/xml_nosync/{n}"), c10 + lr if c10 and lr else None, 2.0))
+    targets.append(ratio_target("claim+release, 1,000 machines, sync ≤ 1.5× six fdatasyncs",
+                                real("claim/xml_sync/1000"), real("floor/six_fdatasync"), 1.5))
+    targets.append(ratio_target("fields of 1,000 machines (store kept) ≤ 1.5× lock+read",
+                                real("sweep/xml_fields/1000"), real("floor/lock_read/1000"), 1.5))
+    targets.append(ratio_target("fields of 1,000 machines (fresh store) ≤ 1.5× lock+read",
+                                real("sweep/xml_fields_cold/1000"), real("floor/lock_read/1000"), 1.5))
     for label, got, ok in targets:
         w(f"| {label} | {got} | {verdict(None if ok is None else bool(ok))} |")
     w("")

@@ -7,11 +7,19 @@
 //   sweep/xml_php        records as the PHP tool writes them (no token: ProcProbe per holder)
 //   sweep/xml_parse_only lock + read + parse + machines(), no assessing: the file's share
 //   sweep/xml_begin_only lock + read + parse (begin() alone): without building machines()
+//   sweep/xml_fields     lock + read + every machine's fields (for_each_machine), one store kept
+//                        across iterations, as a long-lived process has it: the file is checked
+//                        once, then found unchanged by a memcmp
+//   sweep/xml_fields_cold the same with a fresh store each time (as each `mama list` process):
+//                        the whole file is parsed to check it
+//   floor/lock_read      open + flock + fstat + read the whole file + close: what any reader of
+//                        the file pays, the floor of a sweep and of a transaction
 //   sweep/memory         the same records on MemoryStateStore: the assess loop without the file
 //   sweep/memory_php     PHP-style records on MemoryStateStore: assess + ProcProbe only
 //   sweep/original_ps    the PHP tool's check, `ps -p PID` spawned per holder (10 and 100 only;
 //                        report.py extrapolates: holders x the measured ps cost)
 #include <benchmark/benchmark.h>
+#include <sys/file.h>
 
 #include "bench_support.hpp"
 
@@ -105,6 +113,72 @@ void BM_sweep_begin_only(benchmark::State& state) {
 }
 BENCHMARK(BM_sweep_begin_only)
     ->Name("sweep/xml_begin_only")
+    ->RangeMultiplier(10)
+    ->Range(10, 10000)
+    ->Unit(benchmark::kMicrosecond);
+
+// Reads every machine's fields the way `mama list` shows them, without assessing.
+std::size_t read_fields(const mama::XmlStateStore::transaction& tx) {
+  std::size_t bytes = 0;
+  tx.for_each_machine([&](const mama::MachineInfo& m) {
+    bytes += m.name.size() + m.job.job.size() + m.field("arch").size();
+  });
+  return bytes;
+}
+
+void BM_sweep_fields(benchmark::State& state, bool fresh_store) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const auto path = mama_bench::lab_file("sweep-mama", n, style::mama);
+  mama::XmlStateStore kept(path);
+  std::size_t machines = 0;
+  kept.begin().for_each_machine([&](const mama::MachineInfo&) { ++machines; });
+  if (machines != n) {
+    state.SkipWithError("for_each_machine did not see every machine");
+    return;
+  }
+  for (auto _ : state) {
+    if (fresh_store) {
+      mama::XmlStateStore store(path);
+      benchmark::DoNotOptimize(read_fields(store.begin()));
+    } else {
+      benchmark::DoNotOptimize(read_fields(kept.begin()));
+    }
+  }
+  set_counters(state, n);
+}
+BENCHMARK_CAPTURE(BM_sweep_fields, warm, false)
+    ->Name("sweep/xml_fields")
+    ->RangeMultiplier(10)
+    ->Range(10, 10000)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_sweep_fields, cold, true)
+    ->Name("sweep/xml_fields_cold")
+    ->RangeMultiplier(10)
+    ->Range(10, 10000)
+    ->Unit(benchmark::kMicrosecond);
+
+// The floor of any transaction on the file: open, flock, fstat, read it whole into a fresh
+// string (as begin() does), close.
+void BM_floor_lock_read(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const auto path = mama_bench::lab_file("sweep-mama", n, style::mama);
+  for (auto _ : state) {
+    mama::detail::unique_fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd || ::flock(fd.get(), LOCK_EX) != 0) {
+      state.SkipWithError("cannot open and lock the lab file");
+      break;
+    }
+    std::string content;
+    if (!mama::detail::pread_all(fd.get(), content, std::size_t(64) << 20)) {
+      state.SkipWithError("cannot read the lab file");
+      break;
+    }
+    benchmark::DoNotOptimize(content.data());
+  }
+  set_counters(state, n);
+}
+BENCHMARK(BM_floor_lock_read)
+    ->Name("floor/lock_read")
     ->RangeMultiplier(10)
     ->Range(10, 10000)
     ->Unit(benchmark::kMicrosecond);

@@ -23,6 +23,7 @@
 namespace fs = std::filesystem;
 using mama::SaveStep;
 using mama::detail::journal_content;
+using mama::detail::journal_entry;
 using mama::detail::journal_header;
 using mama::detail::journal_replays;
 using mama::detail::JournalOutcome;
@@ -95,38 +96,102 @@ void save_killed_at(const Lab& lab, SaveStep at) {
   REQUIRE(WTERMSIG(status) == SIGKILL);
 }
 
-std::string journal_bytes(const std::string& content) { return journal_header(content) + content; }
+std::size_t cut_of(const std::string& from, const std::string& to) {
+  return mama::detail::rewrite_cut(from, to);
+}
+/// The journal of a save from `from` to `to`, as journaled_save writes it.
+std::string journal_bytes(const std::string& to, const std::string& from = old_state) {
+  const std::size_t cut = cut_of(from, to);
+  return journal_header(to, cut) + to.substr(cut);
+}
 
 }  // namespace
 
-TEST_CASE("a journal carries its content, and a damaged one carries nothing") {
+TEST_CASE("a save cuts at the first changed byte, never past </settings> and never at zero") {
+  const std::size_t cut = cut_of(old_state, new_state);
+  CHECK(cut == old_state.find("<jobuser>") + 9);  // the first byte that differs
+  CHECK(old_state.substr(0, cut) == new_state.substr(0, cut));
+  CHECK(old_state[cut] != new_state[cut]);
+  CHECK(cut_of(old_state, old_state) == old_state.size());
+  // What the caller knows the two share only skips comparing; the cut is the same.
+  for (std::size_t known : {std::size_t{0}, std::size_t{10}, cut})
+    CHECK(mama::detail::rewrite_cut(old_state, new_state, known) == cut);
+  // A change after </settings> still cuts before it, so a torn file has no </settings>.
+  const std::string trailing = old_state + "<!-- after -->\n";
+  CHECK(cut_of(old_state, trailing) == old_state.rfind("</settings>"));
+  // Long common heads (the block-wise comparison) and a difference in the last block.
+  const std::string head(10000, ' ');
+  CHECK(cut_of(head + old_state, head + new_state) == head.size() + cut);
+  std::string other = head + old_state;
+  other[8195] = 'x';
+  CHECK(cut_of(head + old_state, other) == 8195);
+}
+
+TEST_CASE("the journal's checksum sees every byte, in every lane and in the rest") {
+  std::string data(1000, 'a');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  const auto sum = mama::detail::journal_sum(data);
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    std::string flipped = data;
+    flipped[i] ^= 0x01;
+    REQUIRE(mama::detail::journal_sum(flipped) != sum);
+  }
+  CHECK(mama::detail::journal_sum(data.substr(0, 999)) != sum);
+  CHECK(mama::detail::journal_sum(data + '\0') != sum);
+  CHECK(mama::detail::journal_sum("") != mama::detail::journal_sum(std::string(1, '\0')));
+}
+
+TEST_CASE("a journal carries the tail after the cut, and a damaged one carries nothing") {
+  const std::size_t cut = cut_of(old_state, new_state);
   const std::string whole = journal_bytes(new_state);
-  REQUIRE(journal_content(whole) == std::optional<std::string_view>(new_state));
-  CHECK(journal_header(new_state).starts_with(mama::detail::journal_magic));
+  const auto entry = journal_content(whole);
+  REQUIRE(entry);
+  CHECK(entry->cut == cut);
+  CHECK(entry->size == new_state.size());
+  CHECK(entry->tail == new_state.substr(cut));
+  CHECK(entry->head_sum == mama::detail::journal_sum(new_state.substr(0, cut)));
+  CHECK(whole.size() < journal_header(new_state, cut).size() + new_state.size());  // not whole
+  CHECK(journal_header(new_state, cut).starts_with(mama::detail::journal_magic));
 
   // Cut anywhere: a journal killed while being written.
-  for (std::size_t cut : {std::size_t{0}, std::size_t{5}, journal_header(new_state).size() - 1,
-                          journal_header(new_state).size(), whole.size() / 2, whole.size() - 1}) {
-    INFO("cut at " << cut);
-    CHECK_FALSE(journal_content(whole.substr(0, cut)));
+  const std::size_t header = journal_header(new_state, cut).size();
+  for (std::size_t at :
+       {std::size_t{0}, std::size_t{5}, header - 1, header, whole.size() / 2, whole.size() - 1}) {
+    INFO("cut at " << at);
+    CHECK_FALSE(journal_content(whole.substr(0, at)));
   }
   std::string flipped = whole;
-  flipped[flipped.size() - 20] ^= 0x01;  // one bit of the content
+  flipped[flipped.size() - 20] ^= 0x01;  // one bit of the tail
   CHECK_FALSE(journal_content(flipped));
   std::string magic = whole;
   magic[0] = 'X';
   CHECK_FALSE(journal_content(magic));
-  CHECK_FALSE(journal_content("MAMA-JOURNAL 1 " + whole.substr(15)));   // an older format
-  CHECK_FALSE(journal_content(whole + "x"));                            // more than it says
-  CHECK_FALSE(journal_content(journal_header(old_state) + new_state));  // size and sum of another
+  CHECK_FALSE(journal_content("MAMA-JOURNAL 2 " + whole.substr(15)));  // 3's fields under 2
+  CHECK_FALSE(journal_content(whole + "x"));                           // more than it says
+  CHECK_FALSE(journal_content(journal_header(new_state, cut + 1) + new_state.substr(cut)));
+  CHECK_FALSE(journal_content(journal_header(old_state, cut) + new_state.substr(cut)));
 }
 
-TEST_CASE("recovery replays only a proper prefix of the journaled content") {
-  CHECK(journal_replays(new_state, new_state.substr(0, new_state.size() / 2)));
-  CHECK(journal_replays(new_state, ""));
-  CHECK_FALSE(journal_replays(new_state, new_state));  // already saved
-  CHECK_FALSE(journal_replays(new_state, old_state));  // the rewrite never started
-  CHECK_FALSE(journal_replays(new_state, new_state + "<!-- newer -->"));
+TEST_CASE("recovery replays only an interrupted rewrite of the journaled save") {
+  const std::string whole = journal_bytes(new_state);
+  const journal_entry j = *journal_content(whole);
+  const std::size_t cut = j.cut;
+  CHECK(mama::detail::journal_replays(j, new_state.substr(0, cut)));  // just truncated
+  CHECK(mama::detail::journal_replays(j, new_state.substr(0, cut + 10)));
+  CHECK(mama::detail::journal_replays(j, new_state.substr(0, new_state.size() - 1)));
+  CHECK_FALSE(mama::detail::journal_replays(j, new_state));  // already saved
+  CHECK_FALSE(mama::detail::journal_replays(j, old_state));  // the rewrite never started
+  CHECK_FALSE(mama::detail::journal_replays(j, new_state + "<!-- newer -->"));
+  CHECK_FALSE(mama::detail::journal_replays(j, ""));                            // not ours
+  CHECK_FALSE(mama::detail::journal_replays(j, new_state.substr(0, cut - 1)));  // before the cut
+  // The right length and tail, but another head: a file someone else wrote.
+  std::string other_head = new_state.substr(0, cut + 5);
+  other_head[cut - 3] ^= 0x01;
+  CHECK_FALSE(mama::detail::journal_replays(j, other_head));
+  // From the cut on not a prefix of the tail.
+  std::string other_tail = new_state.substr(0, cut + 5);
+  other_tail[cut + 2] ^= 0x01;
+  CHECK_FALSE(mama::detail::journal_replays(j, other_tail));
 }
 
 TEST_CASE("a save killed at each step is finished or discarded by recovery") {
@@ -192,8 +257,13 @@ TEST_CASE("a damaged journal is never applied, even over a torn file") {
   bad_sum[bad_sum.size() - 3] ^= 0x20;
   std::string bad_magic = whole;
   bad_magic.replace(0, 4, "JUNK");
-  const std::string cases[] = {bad_sum, bad_magic, whole.substr(0, whole.size() - 10), "",
-                               new_state};  // content without a header
+  const std::string cases[] = {bad_sum,
+                               bad_magic,
+                               whole.substr(0, whole.size() - 10),
+                               "",
+                               new_state,  // content without a header
+                               "MAMA-JOURNAL 2 " + std::to_string(new_state.size()) + " 0\n" +
+                                   new_state};  // the older, whole-content format
   for (const std::string& journal : cases) {
     INFO("journal: " << journal.substr(0, 40));
     Lab lab(torn);
@@ -204,6 +274,32 @@ TEST_CASE("a damaged journal is never applied, even over a torn file") {
     CHECK(read_file(lab.file) == torn);
     CHECK_FALSE(fs::exists(lab.journal));
   }
+}
+
+TEST_CASE("a journal of format 2 (the whole content, an older mama) is still recovered") {
+  char header[80];
+  std::snprintf(header, sizeof header, "MAMA-JOURNAL 2 %zu %016llx\n", new_state.size(),
+                static_cast<unsigned long long>(mama::detail::checksum64(new_state)));
+  const std::string v2 = header + new_state;
+  const auto entry = journal_content(v2);
+  REQUIRE(entry);
+  CHECK(entry->cut == 0);
+  CHECK(entry->tail == new_state);
+  {
+    Lab lab(new_state.substr(0, new_state.size() / 2));  // its rewrite was interrupted
+    write_file(lab.journal, v2);
+    CHECK(lab.recover() == JournalOutcome::replayed);
+    CHECK(read_file(lab.file) == new_state);
+  }
+  {
+    Lab lab(old_state);  // never started
+    write_file(lab.journal, v2);
+    CHECK(lab.recover() == JournalOutcome::discarded);
+    CHECK(read_file(lab.file) == old_state);
+  }
+  std::string damaged = v2;
+  damaged[damaged.size() - 5] ^= 0x01;
+  CHECK_FALSE(journal_content(damaged));
 }
 
 TEST_CASE("a journal older than what the PHP tool wrote since is discarded") {

@@ -6,10 +6,12 @@
 //   journal.hpp     the save journal: format, journaled in-place save, replay/discard recovery
 //                   (tests/journal_test.cpp)
 //   splice.hpp      element extents in the bytes, and applying byte edits (the splicer)
+//   scan.hpp        a machine's fields read from its bytes (text as pugixml decodes it)
 //   lock_files.hpp  the runtime directory `<file>.d/`, per-machine lock files, who holds one
 //   inotify.hpp     the pool of inotify descriptors for waiters
-// This header keeps what needs the parsed document: open/lock, parse and validate, find/
-// machines/write, planning a save's edits and checking them, and the public types.
+// This header keeps what needs pugixml: open/lock, checking the file (whole, or by what
+// changed), planning a save's edits on one machine's element and checking them, and the public
+// types.
 //
 // Contract (SPEC §2, invariants I3 and I5):
 // - Locking: an exclusive flock(2) on mama.xml itself, the lock the PHP tool takes.
@@ -18,14 +20,37 @@
 //   else (other machines, `<x/>` versus `<x></x>`, entity spellings, CRLF, indentation) stays
 //   byte for byte; a missing job field is added after the other job fields, indented like its
 //   neighbours. The edited content is parsed and checked before it is saved.
+// - Checked once, then by what changed: a begin() refuses a file that pugixml does not parse
+//   whole (naming the file and the line), that has no single <settings> root, or no
+//   </settings>, and leaves it untouched. A store (and its copies) remembers the last bytes it
+//   checked or saved, with where each machine element lies and a name -> machine table.
+//   Another begin() then costs what changed, not what the file holds:
+//   - the same bytes (one memcmp): nothing to check again;
+//   - bytes that differ from them only inside a run of whole machine elements (the common
+//     prefix and suffix are compared): that run of the new bytes must parse by itself, as a
+//     fragment, into machine elements with only blanks and comments between. The bytes around
+//     it are those of a file that parsed, and the run sits where one content of <settings>
+//     ended and the next began, so the whole file parses as before with just those machines
+//     changed (a change that breaks out of its machine, e.g. `</machine></settings>`, does not
+//     parse by itself and falls back); the machines after it move by the size change, and the
+//     name table is rebuilt only when a name, or the number of machines, changed;
+//   - anything else (first begin() of a store, a change between machines or outside
+//     <settings>): the whole file is parsed, as before.
+//   A commit's own save is remembered too: its edited machines were parsed back by themselves.
+//   So a machine is found through the table built from what pugixml read (a machine in a
+//   comment or CDATA section is never one; a name written with entities or CDATA is found by
+//   its text), and its fields are read by scanning its element's bytes (detail/xml/scan.hpp;
+//   tests/scan_test.cpp holds it against pugixml's reading). A claim or release on a large lab
+//   costs the read, a memcmp, one machine's parse, and the rewrite from its first changed byte.
 // - Crash-safe in place: mama.xml's inode is never replaced (PHP processes may hold or wait for
-//   its lock). A save first writes the whole new content to a journal (`<file>.d/journal`,
-//   written to a temporary name with O_EXCL|O_NOFOLLOW and renamed), then truncates and
-//   rewrites mama.xml, then removes the journal. A process killed in between leaves a journal
-//   that the next access of this library replays when mama.xml is a prefix of the new content
-//   (the interrupted rewrite) and discards otherwise (mama.xml is the old content, or newer
-//   content that PHP wrote since). A truncated mama.xml is what the PHP tool refuses, so it
-//   never silently reads a half-written file.
+//   its lock). A save first writes what it will rewrite, the new content from the first changed
+//   byte on, to a journal (`<file>.d/journal`, written to a temporary name with
+//   O_EXCL|O_NOFOLLOW and renamed), then truncates mama.xml at that byte and writes the rest,
+//   then removes the journal. A process killed in between leaves a journal that the next access
+//   of this library replays when mama.xml is an interrupted rewrite of that save and discards
+//   otherwise (mama.xml is the old content, or newer content that PHP wrote since; see
+//   journal.hpp). A truncated mama.xml is what the PHP tool refuses, so it never silently reads
+//   a half-written file.
 // - Holds: per machine a lock file `<file>.d/machine.<name>.lock`; a claim keeps its flock for
 //   the job's whole life, and the job's child processes inherit it. The kernel drops it when
 //   the last of them dies, so liveness is exact and waiters wake at once (inotify).
@@ -55,6 +80,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -72,6 +98,7 @@
 #include "mama/detail/xml/inotify.hpp"
 #include "mama/detail/xml/journal.hpp"
 #include "mama/detail/xml/lock_files.hpp"
+#include "mama/detail/xml/scan.hpp"
 #include "mama/detail/xml/splice.hpp"
 #include "mama/detail/xml/state_file.hpp"
 #include "mama/error.hpp"
@@ -114,6 +141,25 @@ inline constexpr unsigned xml_parse_flags =
 /// The mama.xml store (see the top of this header). Copies share caches and options.
 class XmlStateStore {
   struct Shared;
+  // The machines of one checked content by name, shared by the states derived from it while no
+  // machine is renamed, added or removed.
+  struct name_table {
+    std::vector<std::string> names;  // every machine's, in file order ("" when it has none)
+    std::unordered_map<std::string_view, std::size_t> ordinal;  // views into names
+  };
+  static constexpr std::size_t duplicate_name = static_cast<std::size_t>(-1);
+  // Bytes that passed begin()'s checks (or that a commit saved), and where their machines are.
+  struct checked_state {
+    std::shared_ptr<const std::string> content;
+    std::vector<detail::machine_extent> extents;  // every <machine> child of <settings>
+    std::shared_ptr<const name_table> names;
+  };
+  // A machine a commit edits: where it was and where it is in the new content.
+  struct edited_machine {
+    std::string name;
+    std::size_t ordinal = 0;
+    detail::machine_extent was, now;
+  };
 
  public:
   /// A claim's kernel lock on one machine's lock file. Not close-on-exec: the job's child
@@ -160,10 +206,10 @@ class XmlStateStore {
 
   /// One critical section on mama.xml.
   ///
-  /// Reads go through pugixml; writes are staged per machine and saved by splicing only the
-  /// changed job field elements into the bytes that were read, so everything else in the file
-  /// (other machines, other fields, comments, `<x/>` versus `<x></x>`, entity spellings, line
-  /// ends, whitespace) stays byte for byte as it was.
+  /// Reads scan the bytes of the machine's element (detail/xml/scan.hpp); writes are staged per
+  /// machine and saved by splicing only the changed job field elements into the bytes that were
+  /// read, so everything else in the file (other machines, other fields, comments, `<x/>`
+  /// versus `<x></x>`, entity spellings, line ends, whitespace) stays byte for byte as it was.
   class transaction {
    public:
     transaction(transaction&&) noexcept = default;
@@ -172,30 +218,56 @@ class XmlStateStore {
 
     std::optional<JobRecord> find(std::string_view m) const {
       if (const auto it = staged_.find(m); it != staged_.end()) return it->second;
-      refresh();
-      const auto node = machine_node(m);
-      if (!node) return std::nullopt;
-      return read_job(node);
+      const auto k = machine_ordinal(m);
+      if (!k) return std::nullopt;
+      JobRecord r;
+      read_job(element(*k), r);
+      return r;
+    }
+
+    /// Calls fn(const MachineInfo&) once per machine, in file order, with one MachineInfo that
+    /// is reused from machine to machine (copy what you keep): a sweep of any lab allocates
+    /// about one machine's worth. Fields are read from the bytes; staged records replace the
+    /// file's job fields, as machines() shows them.
+    template <class Fn>
+    void for_each_machine(Fn&& fn) const {
+      MachineInfo info;
+      const std::string_view content = *state_->content;
+      for (const detail::machine_extent& x : state_->extents) {
+        const std::string_view el = content.substr(x.begin, x.end - x.begin);
+        std::size_t used = 0;
+        unsigned seen = 0;
+        bool named = false;
+        for (std::string JobRecord::*member : job_field_members) (info.job.*member).clear();
+        detail::for_each_child_element(el, [&](std::string_view key, const detail::text_ref& t) {
+          if (key == "name") {
+            if (!named) detail::assign_text(info.name, t);
+            named = true;
+            return;
+          }
+          if (const int i = job_field_index(key); i >= 0) {
+            if (!(seen & (1u << i))) detail::assign_text(info.job.*job_field_members[i], t);
+            seen |= 1u << i;
+            return;
+          }
+          if (used == info.fields.size()) info.fields.emplace_back();
+          info.fields[used].first.assign(key);
+          detail::assign_text(info.fields[used].second, t);
+          ++used;
+        });
+        if (!named) info.name.clear();
+        info.fields.resize(used);
+        if (!staged_.empty())
+          if (const auto staged = staged_.find(info.name); staged != staged_.end())
+            info.job = staged->second;
+        fn(std::as_const(info));
+      }
     }
 
     std::vector<MachineInfo> machines() const {
-      refresh();
       std::vector<MachineInfo> out;
-      out.reserve(index_.size());
-      for (pugi::xml_node m : root().children("machine")) {
-        MachineInfo info;
-        info.name = m.child("name").text().get();
-        info.fields.reserve(24);  // the PHP tool's 21 fields, and a few more
-        for (pugi::xml_node f : m.children()) {
-          if (f.type() != pugi::node_element) continue;
-          const std::string_view key = f.name();
-          if (key == "name" || (key.starts_with("job") && job_field(key))) continue;
-          info.fields.emplace_back(key, f.text().get());
-        }
-        const auto staged = staged_.find(info.name);
-        info.job = staged != staged_.end() ? staged->second : read_job(m);
-        out.push_back(std::move(info));
-      }
+      out.reserve(state_->extents.size());
+      for_each_machine([&](const MachineInfo& info) { out.push_back(info); });
       return out;
     }
 
@@ -204,8 +276,7 @@ class XmlStateStore {
     /// (and not added when missing). Throws mama::error: unknown_machine, or invalid_argument
     /// for text that XML cannot hold (control characters; not UTF-8; U+FFFE, U+FFFF).
     void write(std::string_view m, const JobRecord& r) {
-      refresh();
-      if (!machine_node(m))
+      if (!machine_ordinal(m))
         throw error(errc::unknown_machine, "machine '" + detail::escape_control(m) +
                                                "' not found in " + shared_->path.string());
       for (std::size_t i = 0; i < job_field_names.size(); ++i) {
@@ -242,10 +313,9 @@ class XmlStateStore {
     /// state file is left as it was, or is restored by the next access.
     void commit() {
       if (staged_.empty()) return;
-      refresh();
-      std::vector<detail::element_span> edited;
-      std::string next = shared_->splice(content_, index_, staged_, edited);
-      if (next == content_) {
+      std::vector<edited_machine> edited;
+      std::string next = shared_->splice(*state_, staged_, edited);
+      if (edited.empty()) {
         staged_.clear();
         return;
       }
@@ -258,19 +328,23 @@ class XmlStateStore {
       // the edited machine elements changed, each in place of a whole element, so each one
       // parsing by itself to the staged record proves the whole file (parsing all of it again
       // cost as much as the rest of a save on a large lab).
-      for (const detail::element_span& e : edited) {
+      for (const edited_machine& e : edited) {
         pugi::xml_document piece;
-        const bool parsed =
-            piece.load_buffer(next.data() + e.begin, e.end - e.begin, detail::xml_parse_flags);
+        const bool parsed = piece.load_buffer(next.data() + e.now.begin, e.now.end - e.now.begin,
+                                              detail::xml_parse_flags);
         const pugi::xml_node m = piece.document_element();
         if (!parsed || std::string_view(m.name()) != "machine" ||
-            e.machine != m.child("name").text().get() || read_job(m) != staged_.at(e.machine))
+            e.name != m.child("name").text().get() || dom_job(m) != staged_.at(e.name))
           throw error(errc::io_error, "internal error: the edited " + shared_->path.string() +
                                           " does not read back as written; it was not changed");
       }
-      shared_->save(lock_fd_.get(), content_, next, file_);
-      content_ = std::move(next);
-      stale_ = true;  // offsets follow the old bytes: parse again if this transaction goes on
+      auto saved = Shared::after_edits(*state_, std::move(next), edited);
+      // The bytes before the first edited machine are the same in both.
+      std::size_t same_before = state_->content->size();
+      for (const edited_machine& e : edited) same_before = std::min(same_before, e.was.begin);
+      shared_->save(lock_fd_.get(), *state_->content, *saved->content, same_before, file_);
+      state_ = std::move(saved);
+      shared_->remember(state_);  // the next begin() that reads these bytes checks nothing
       staged_.clear();
     }
 
@@ -278,47 +352,57 @@ class XmlStateStore {
     friend class XmlStateStore;
     transaction() = default;
 
-    pugi::xml_node root() const { return doc_->document_element(); }
-    // After a commit the document is parsed again only when it is used again.
-    void refresh() const {
-      if (!stale_) return;
-      shared_->parse(content_, *doc_, index_);
-      stale_ = false;
+    std::string_view element(std::size_t k) const {
+      const detail::machine_extent& x = state_->extents[k];
+      return std::string_view(*state_->content).substr(x.begin, x.end - x.begin);
     }
-    pugi::xml_node machine_node(std::string_view m) const {
-      const auto it = index_.find(std::string(m));
-      if (it != index_.end() && !it->second)
+    // The machine's position in file order; nullopt when no machine has that name. Throws
+    // bad_state_file for a name that two machines share.
+    std::optional<std::size_t> machine_ordinal(std::string_view m) const {
+      const auto& by_name = state_->names->ordinal;
+      const auto it = by_name.find(m);
+      if (it == by_name.end()) return std::nullopt;
+      if (it->second == duplicate_name)
         throw error(errc::bad_state_file, shared_->path.string() + " names machine '" +
                                               detail::escape_control(m) +
                                               "' twice; machine names must be unique: rename or "
                                               "remove one (mama left the file unchanged)");
-      return it == index_.end() ? pugi::xml_node() : it->second;
+      return it->second;
     }
-    // One pass over the machine's children (a sweep reads every machine): the first element
-    // of each job field name wins, as pugixml's child(name) would find it.
-    static JobRecord read_job(pugi::xml_node m) {
+    static int job_field_index(std::string_view key) noexcept {
+      if (key.size() < 3 || key[0] != 'j' || key[1] != 'o' || key[2] != 'b') return -1;
+      for (std::size_t i = 0; i < job_field_names.size(); ++i)
+        if (job_field_names[i] == key) return static_cast<int>(i);
+      return -1;
+    }
+    // The job fields of a machine element's bytes: the first element of each job field name
+    // wins, as pugixml's child(name) finds it.
+    static void read_job(std::string_view el, JobRecord& r) {
+      unsigned seen = 0;
+      detail::for_each_child_element(el, [&](std::string_view key, const detail::text_ref& t) {
+        const int i = job_field_index(key);
+        if (i < 0) return;
+        if (!(seen & (1u << i))) detail::assign_text(r.*job_field_members[i], t);
+        seen |= 1u << i;
+      });
+    }
+    // The same from pugixml's document: what a save's read-back check compares with.
+    static JobRecord dom_job(pugi::xml_node m) {
       JobRecord r;
       unsigned seen = 0;
       for (pugi::xml_node f = m.first_child(); f; f = f.next_sibling()) {
-        const char* name = f.name();
-        if (f.type() != pugi::node_element || name[0] != 'j' || name[1] != 'o' || name[2] != 'b')
-          continue;
-        for (std::size_t i = 0; i < job_field_names.size(); ++i) {
-          if (job_field_names[i] != name) continue;
-          if (!(seen & (1u << i))) r.*job_field_members[i] = f.text().get();
-          seen |= 1u << i;
-          break;
-        }
+        if (f.type() != pugi::node_element) continue;
+        const int i = job_field_index(f.name());
+        if (i < 0) continue;
+        if (!(seen & (1u << i))) r.*job_field_members[i] = f.text().get();
+        seen |= 1u << i;
       }
       return r;
     }
 
     std::shared_ptr<Shared> shared_;
-    detail::unique_fd lock_fd_;  // holds the state lock
-    std::string content_;        // the file as read (or last saved)
-    std::unique_ptr<pugi::xml_document> doc_ = std::make_unique<pugi::xml_document>();
-    mutable std::unordered_map<std::string, pugi::xml_node> index_;
-    mutable bool stale_ = false;
+    detail::unique_fd lock_fd_;                   // holds the state lock
+    std::shared_ptr<const checked_state> state_;  // the file as read (or last saved), checked
     std::map<std::string, JobRecord, std::less<>> staged_;
     bool read_only_ = false;
     detail::opened_file file_;  // what begin() found: this transaction's own, never shared
@@ -335,8 +419,7 @@ class XmlStateStore {
     t.shared_ = shared_;
     shared_->open_locked(t.lock_fd_, t.read_only_, t.file_);
     shared_->recover(t.lock_fd_.get(), t.read_only_, t.file_);
-    shared_->read(t.lock_fd_.get(), t.content_, t.file_);
-    shared_->parse(t.content_, *t.doc_, t.index_);
+    t.state_ = shared_->read_checked(t.lock_fd_.get(), t.file_);
     return t;
   }
 
@@ -393,10 +476,11 @@ class XmlStateStore {
     std::filesystem::path path;             // as given
     std::string file_name = path.string();  // for messages
     XmlStoreOptions options;
-    detail::inotify_pool inotify;  // descriptors of finished watchers, for reuse
-    detail::lock_files locks;      // machines' lock files (the busy ones kept open)
-    std::mutex mutex;              // guards known_*
-    dev_t known_dev = 0;           // the inode whose canonical path locate() found last
+    detail::inotify_pool inotify;                  // descriptors of finished watchers, for reuse
+    detail::lock_files locks;                      // machines' lock files (the busy ones kept open)
+    std::mutex mutex;                              // guards known_* and checked
+    std::shared_ptr<const checked_state> checked;  // the bytes last checked or saved
+    dev_t known_dev = 0;  // the inode whose canonical path locate() found last
     ino_t known_ino = 0;
     std::filesystem::path known_canonical;
 
@@ -501,26 +585,114 @@ class XmlStateStore {
                                             "lab's mama.xml, or create one with a <settings> root");
     }
 
-    void read(int lock_fd, std::string& content, detail::opened_file& f) {
+    // Reads the file and checks it (see check()); the remembered state when the file still
+    // holds its bytes.
+    std::shared_ptr<const checked_state> read_checked(int lock_fd, detail::opened_file& f) {
+      detail::unique_fd own;
+      int fd = lock_fd;
       if (standalone()) {
-        detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) {
+        own.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!own) {
           if (errno == ENOENT) throw_missing();
           throw_errno("cannot open " + file() + "; check its permissions");
         }
-        if (::fstat(fd.get(), &f.st) != 0) throw_errno("cannot stat " + file());
-        read_fd(fd.get(), content);
-      } else {
-        read_fd(lock_fd, content);
+        if (::fstat(own.get(), &f.st) != 0) throw_errno("cannot stat " + file());
+        fd = own.get();
       }
+      if (auto same = unchanged(fd)) return same;
+      std::string content;
+      read_fd(fd, content);
+      return check(std::move(content));
+    }
+
+    // The remembered state when the file open on `fd` holds exactly its bytes, compared as they
+    // are read through a small buffer: the usual case (nobody else wrote since this store's
+    // last transaction) neither allocates the file's size nor faults in a copy of it.
+    std::shared_ptr<const checked_state> unchanged(int fd) {
+      std::shared_ptr<const checked_state> last;
+      {
+        std::lock_guard lock(mutex);
+        last = checked;
+      }
+      struct stat st {};
+      if (!last || ::fstat(fd, &st) != 0 ||
+          static_cast<std::uint64_t>(st.st_size) != last->content->size())
+        return nullptr;
+      constexpr std::size_t chunk = 128u << 10;
+      thread_local const std::unique_ptr<char[]> buffer(new char[chunk]);
+      const std::string& want = *last->content;
+      std::size_t at = 0;
+      while (at < want.size()) {
+        const ssize_t n =
+            ::pread(fd, buffer.get(), std::min(chunk, want.size() - at), static_cast<off_t>(at));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0 || std::memcmp(buffer.get(), want.data() + at, static_cast<std::size_t>(n)) != 0)
+          return nullptr;
+        at += static_cast<std::size_t>(n);
+      }
+      char more;
+      if (::pread(fd, &more, 1, static_cast<off_t>(at)) != 0) return nullptr;  // it grew
+      return last;
     }
 
     void read_fd(int fd, std::string& content) const {
       detail::read_state_bytes(fd, content, io());
     }
 
-    void parse(const std::string& content, pugi::xml_document& doc,
-               std::unordered_map<std::string, pugi::xml_node>& index) const {
+    // The checked state of `bytes` (see "Checked once" at the top of this header): the state
+    // remembered last when the bytes are the same; else, when they differ from it only inside
+    // machine elements, that state with just the changed machines checked; else the whole file.
+    // Throws bad_state_file naming the file.
+    std::shared_ptr<const checked_state> check(std::string bytes) {
+      std::shared_ptr<const checked_state> last;
+      {
+        std::lock_guard lock(mutex);
+        last = checked;
+      }
+      if (last && last->content->size() == bytes.size() &&
+          std::memcmp(last->content->data(), bytes.data(), bytes.size()) == 0)
+        return last;
+      auto content = std::make_shared<const std::string>(std::move(bytes));
+      std::shared_ptr<const checked_state> state;
+      if (last) state = check_changes(*last, content);
+      if (!state) state = check_whole(content);
+      remember(state);
+      return state;
+    }
+
+    void remember(std::shared_ptr<const checked_state> state) {
+      std::lock_guard lock(mutex);
+      checked = std::move(state);
+    }
+
+    static std::shared_ptr<const name_table> make_names(std::vector<std::string> names) {
+      auto table = std::make_shared<name_table>();
+      table->names = std::move(names);
+      table->ordinal.reserve(table->names.size());
+      for (std::size_t i = 0; i < table->names.size(); ++i) {
+        const std::string_view name = table->names[i];
+        if (name.empty()) continue;
+        // A name used twice maps to no machine: machines() shows both, find/write refuse it.
+        if (const auto [it, added] = table->ordinal.emplace(name, i); !added)
+          it->second = duplicate_name;
+      }
+      return table;
+    }
+
+    // Where element `e` of a document parsed from `text` lies in `text`; nullopt when its
+    // bytes are not where pugixml says.
+    static std::optional<detail::element_extent> locate_element(std::string_view text,
+                                                                pugi::xml_node e) {
+      const std::ptrdiff_t name_at = e.offset_debug();
+      if (name_at <= 0) return std::nullopt;
+      if (!text.substr(static_cast<std::size_t>(name_at)).starts_with(std::string_view(e.name())))
+        return std::nullopt;
+      return detail::find_element_extent(text, static_cast<std::size_t>(name_at) - 1);
+    }
+
+    std::shared_ptr<const checked_state> check_whole(
+        const std::shared_ptr<const std::string>& bytes) const {
+      const std::string& content = *bytes;
       if (detail::is_blank(content))
         throw error(errc::bad_state_file,
                     file() + " is empty; restore it from a backup (mama left it unchanged)");
@@ -529,6 +701,7 @@ class XmlStateStore {
                     file() +
                         " has no </settings>: it is truncated or not a mama state "
                         "file; restore it from a backup (mama left it unchanged)");
+      pugi::xml_document doc;
       const auto result = doc.load_buffer(content.data(), content.size(), detail::xml_parse_flags);
       if (!result) {
         const auto offset = static_cast<std::size_t>(std::max<std::ptrdiff_t>(result.offset, 0));
@@ -550,43 +723,151 @@ class XmlStateStore {
                     file() +
                         " must have exactly one root element <settings>; "
                         "it is not a mama state file (mama left it unchanged)");
-      index.clear();
+      auto state = std::make_shared<checked_state>();
+      state->content = bytes;
+      std::vector<std::string> names;
       for (pugi::xml_node m : doc.document_element().children("machine")) {
-        std::string name = m.child("name").text().get();
-        if (name.empty()) continue;
-        // A name used twice maps to no node: machines() shows both, find/write refuse it.
-        if (const auto [it, added] = index.emplace(name, m); !added) it->second = pugi::xml_node();
+        const auto x = locate_element(content, m);
+        if (!x)
+          throw error(errc::io_error, "cannot locate a <machine> of " + file() +
+                                          " in its bytes (please report this); it was not changed");
+        state->extents.push_back({x->begin, x->end});
+        names.emplace_back(m.child("name").text().get());
       }
+      state->names = make_names(std::move(names));
+      return state;
     }
 
-    // The new file content: `content` with the job fields of each staged machine replaced.
-    // Only the changed elements' bytes change; a missing field is inserted after the previous
-    // job field (or the machine's last element), indented like that element. The edits are
-    // planned here from the document and applied to the bytes by detail/xml/splice.hpp.
-    // Also fills `edited` with the new extent of every machine element that changed.
-    std::string splice(const std::string& content,
-                       const std::unordered_map<std::string, pugi::xml_node>& index,
-                       const std::map<std::string, JobRecord, std::less<>>& staged,
-                       std::vector<detail::element_span>& edited) const {
-      std::vector<detail::byte_edit> edits;
-      const auto extent_of = [&](pugi::xml_node e) {
-        const std::ptrdiff_t name_at = e.offset_debug();
-        std::optional<detail::element_extent> x;
-        if (name_at > 0) {
-          const std::string_view name = e.name();
-          if (std::string_view(content).substr(static_cast<std::size_t>(name_at)).starts_with(name))
-            x = detail::find_element_extent(content, static_cast<std::size_t>(name_at) - 1);
+    // `bytes` checked by what changed since `old`, or null when that cannot tell (the whole
+    // file is checked then). The bytes before and after the change are old's, which was
+    // valid; when the change lies inside a run of whole machine elements and the new bytes of
+    // that run parse by themselves as machine elements (with blanks and comments between),
+    // the whole file parses as before with just those machines changed.
+    std::shared_ptr<const checked_state> check_changes(
+        const checked_state& old, const std::shared_ptr<const std::string>& bytes) const {
+      const std::string_view was = *old.content, now = *bytes;
+      const std::size_t a = detail::common_prefix(was, now);
+      const std::size_t b =
+          was.size() - detail::common_suffix(was, now, std::min(was.size(), now.size()) - a);
+      const auto& ex = old.extents;
+      const auto first = std::partition_point(
+          ex.begin(), ex.end(), [&](const detail::machine_extent& x) { return x.end <= a; });
+      if (first == ex.end() || first->begin > a) return nullptr;
+      auto last = std::partition_point(
+          first, ex.end(), [&](const detail::machine_extent& x) { return x.begin < b; });
+      if (last == first) return nullptr;
+      --last;
+      if (last->end < b) return nullptr;
+      const std::size_t from = first->begin;
+      const std::size_t to = last->end + now.size() - was.size();  // in the new bytes
+      const std::string_view run = now.substr(from, to - from);
+      pugi::xml_document doc;
+      if (!doc.load_buffer(run.data(), run.size(), detail::xml_parse_flags | pugi::parse_fragment))
+        return nullptr;
+      std::vector<detail::machine_extent> fresh;
+      std::vector<std::string> fresh_names;
+      for (pugi::xml_node n : doc.children()) {
+        if (n.type() == pugi::node_element) {
+          if (std::string_view(n.name()) != "machine") return nullptr;
+          const auto x = locate_element(run, n);
+          if (!x) return nullptr;
+          fresh.push_back({from + x->begin, from + x->end});
+          fresh_names.emplace_back(n.child("name").text().get());
+        } else if (n.type() == pugi::node_pcdata) {
+          if (!detail::is_blank(n.value())) return nullptr;
+        } else if (n.type() != pugi::node_comment) {
+          return nullptr;
         }
-        if (!x)
-          throw error(errc::io_error, "cannot locate <" + std::string(e.name()) + "> in " + file() +
-                                          " to edit it; it was not changed (please report this)");
-        return *x;
-      };
-      std::vector<detail::element_span> old_extents;
+      }
+      auto state = std::make_shared<checked_state>();
+      state->content = bytes;
+      const auto i = static_cast<std::size_t>(first - ex.begin());
+      const auto j = static_cast<std::size_t>(last - ex.begin()) + 1;
+      state->extents.reserve(ex.size() - (j - i) + fresh.size());
+      state->extents.assign(ex.begin(), first);
+      state->extents.insert(state->extents.end(), fresh.begin(), fresh.end());
+      for (auto k = ex.begin() + static_cast<std::ptrdiff_t>(j); k != ex.end(); ++k)
+        state->extents.push_back(
+            {k->begin + now.size() - was.size(), k->end + now.size() - was.size()});
+      const auto& old_names = old.names->names;
+      if (fresh_names.size() == j - i &&
+          std::equal(fresh_names.begin(), fresh_names.end(),
+                     old_names.begin() + static_cast<std::ptrdiff_t>(i))) {
+        state->names = old.names;
+      } else {
+        std::vector<std::string> names(old_names.begin(),
+                                       old_names.begin() + static_cast<std::ptrdiff_t>(i));
+        names.insert(names.end(), fresh_names.begin(), fresh_names.end());
+        names.insert(names.end(), old_names.begin() + static_cast<std::ptrdiff_t>(j),
+                     old_names.end());
+        state->names = make_names(std::move(names));
+      }
+      return state;
+    }
+
+    // The state of `next`, the content a commit made from `old` by editing `edited` machines:
+    // their new extents, the others moved by the edits before them; names unchanged.
+    static std::shared_ptr<const checked_state> after_edits(const checked_state& old,
+                                                            std::string next,
+                                                            std::vector<edited_machine>& edited) {
+      std::sort(edited.begin(), edited.end(), [](const edited_machine& x, const edited_machine& y) {
+        return x.ordinal < y.ordinal;
+      });
+      auto state = std::make_shared<checked_state>();
+      state->content = std::make_shared<const std::string>(std::move(next));
+      state->names = old.names;
+      state->extents = old.extents;
+      std::size_t e = 0;
+      std::ptrdiff_t delta = 0;
+      for (std::size_t k = 0; k < state->extents.size(); ++k) {
+        detail::machine_extent& x = state->extents[k];
+        if (e < edited.size() && edited[e].ordinal == k) {
+          x = edited[e].now;
+          delta += static_cast<std::ptrdiff_t>(edited[e].now.end - edited[e].now.begin) -
+                   static_cast<std::ptrdiff_t>(edited[e].was.end - edited[e].was.begin);
+          ++e;
+        } else {
+          x.begin = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(x.begin) + delta);
+          x.end = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(x.end) + delta);
+        }
+      }
+      return state;
+    }
+
+    // The new file content: the checked content with the job fields of each staged machine
+    // replaced. Only the changed elements' bytes change; a missing field is inserted after the
+    // previous job field (or the machine's last element), indented like that element. The
+    // edits are planned from the machine's element alone (parsed by itself, offsets relative
+    // to its start) and applied to the bytes by detail/xml/splice.hpp. Fills `edited` with
+    // every machine element that changed (empty: nothing changed).
+    std::string splice(const checked_state& state,
+                       const std::map<std::string, JobRecord, std::less<>>& staged,
+                       std::vector<edited_machine>& edited) const {
+      const std::string& content = *state.content;
+      std::vector<detail::byte_edit> edits;
+      std::vector<detail::element_span> old_spans;
+      std::vector<std::size_t> ordinals;
       for (const auto& [machine, record] : staged) {
-        const auto found = index.find(machine);
-        if (found == index.end()) continue;
-        const pugi::xml_node node = found->second;
+        const auto found = state.names->ordinal.find(machine);
+        if (found == state.names->ordinal.end() || found->second == duplicate_name) continue;
+        const std::size_t ordinal = found->second;
+        const detail::machine_extent at = state.extents[ordinal];
+        const std::string_view frag(content.data() + at.begin, at.end - at.begin);
+        const auto extent_of = [&](pugi::xml_node e) {
+          const auto x = locate_element(frag, e);
+          if (!x)
+            throw error(errc::io_error, "cannot locate <" + std::string(e.name()) + "> in " +
+                                            file() +
+                                            " to edit it; it was not changed (please report this)");
+          return *x;
+        };
+        pugi::xml_document doc;
+        if (!doc.load_buffer(frag.data(), frag.size(), detail::xml_parse_flags))
+          throw error(errc::io_error, "cannot read machine '" + detail::escape_control(machine) +
+                                          "' of " + file() +
+                                          " by itself to edit it; it was not changed (please "
+                                          "report this)");
+        const pugi::xml_node node = doc.document_element();
         const std::size_t edits_before = edits.size();
         pugi::xml_node previous;  // the job field element before the current one
         std::string pending;      // new fields to insert after `previous`
@@ -609,7 +890,7 @@ class XmlStateStore {
                 throw error(errc::io_error, "machine '" + detail::escape_control(machine) +
                                                 "' in " + file() +
                                                 " has no fields to add a job to");
-              insert_at = extent_of(after).end;
+              insert_at = at.begin + extent_of(after).end;
               indent.clear();
               const pugi::xml_node ws = after.previous_sibling();
               if (ws.type() == pugi::node_pcdata && detail::is_blank(ws.value())) {
@@ -630,8 +911,7 @@ class XmlStateStore {
           previous = field;
           if (std::string_view(field.text().get()) == value) continue;
           const auto x = extent_of(field);
-          std::string_view start_tag =
-              std::string_view(content).substr(x.begin, x.start_tag_end - x.begin);
+          std::string_view start_tag = frag.substr(x.begin, x.start_tag_end - x.begin);
           start_tag.remove_suffix(x.self_closing ? 2 : 1);
           while (x.self_closing && !start_tag.empty() &&
                  detail::is_blank(start_tag.substr(start_tag.size() - 1)))
@@ -642,25 +922,38 @@ class XmlStateStore {
           } else {
             text += ">" + detail::escape_xml_text(value) + "</" + field.name() + ">";
           }
-          edits.push_back({x.begin, x.end, std::move(text)});
+          edits.push_back({at.begin + x.begin, at.begin + x.end, std::move(text)});
         }
         flush();
         if (edits.size() != edits_before) {
-          const auto x = extent_of(node);
-          old_extents.push_back({machine, x.begin, x.end});
+          old_spans.push_back({machine, at.begin, at.end});
+          ordinals.push_back(ordinal);
         }
       }
-      return detail::apply_edits(content, edits, old_extents, edited);
+      if (edits.empty()) return {};
+      // Nothing changes when every edit puts back the bytes it replaces.
+      if (std::all_of(edits.begin(), edits.end(), [&](const detail::byte_edit& e) {
+            return std::string_view(content).substr(e.begin, e.end - e.begin) == e.text;
+          }))
+        return {};
+      std::vector<detail::element_span> now;
+      std::string next = detail::apply_edits(content, edits, old_spans, now);
+      for (std::size_t i = 0; i < old_spans.size(); ++i)
+        edited.push_back({old_spans[i].machine,
+                          ordinals[i],
+                          {old_spans[i].begin, old_spans[i].end},
+                          {now[i].begin, now[i].end}});
+      return next;
     }
 
     // A save: the journaled rewrite in place (detail/xml/journal.hpp), or in standalone mode a
     // rename over the file.
     void save(int lock_fd, const std::string& old_content, const std::string& content,
-              const detail::opened_file& f) {
+              std::size_t same_before, const detail::opened_file& f) {
       if (standalone()) return detail::save_by_rename(content, f, io());
       auto dir = runtime_dir_fd(f, true);
       if (!dir) throw_errno("cannot open " + f.runtime.string());
-      detail::journaled_save(dir.get(), lock_fd, old_content, content, f, io());
+      detail::journaled_save(dir.get(), lock_fd, old_content, content, f, io(), same_before);
     }
 
     // Finishes or discards a save that a killed process left half done (see journal.hpp).

@@ -48,13 +48,17 @@ std::string random_lab(std::mt19937& rng, int& machines) {
   return s;
 }
 
-std::optional<std::string> journal_content(const std::filesystem::path& state) {
+// The new content a save journaled: the journal holds the tail after the save's cut, the bytes
+// before it are the old content's.
+std::optional<std::string> journal_content(const std::filesystem::path& state,
+                                           const std::string& old_content) {
   for (const char* name : {"journal", "journal.tmp"}) {
     const auto p = std::filesystem::path(state.string() + ".d") / name;
     if (!std::filesystem::exists(p)) continue;
     const std::string j = read_file(p);
-    const auto nl = j.find('\n');
-    if (nl != std::string::npos) return j.substr(nl + 1);
+    const auto entry = mama::detail::journal_content(j);
+    if (entry && entry->cut <= old_content.size())
+      return old_content.substr(0, entry->cut) + std::string(entry->tail);
   }
   return std::nullopt;
 }
@@ -119,7 +123,7 @@ TEST_CASE("a save killed at any step leaves the old or the new content, and noth
         ++total;
 
         const std::string old_content = read_file(old_path);
-        const auto journal = journal_content(state);
+        const auto journal = journal_content(state, old_content);
         const std::string raw_after_crash = read_file(state);
 
         // The next access (a plain read by a writable user) finishes or discards the save.

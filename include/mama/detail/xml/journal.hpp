@@ -3,23 +3,36 @@
 // works on bytes, and tests/journal_test.cpp checks it without an XML parser.
 //
 // Contract (the shared_with_php mode; the inode of mama.xml is never replaced):
-// - Format: `<runtime dir>/journal` holds "MAMA-JOURNAL 2 <size> <checksum64 hex>\n" and then
-//   exactly <size> bytes, the whole new content of mama.xml. A journal whose magic, size or
-//   checksum does not match is incomplete (or not ours) and is never applied.
+// - A save rewrites mama.xml from its cut: the first byte where old and new content differ
+//   (never past the closing </settings>, never zero). Everything before the cut stays; the
+//   file is truncated there and the rest of the new content (the tail) is written.
+// - Format: `<runtime dir>/journal` holds only what the save rewrites:
+//     "MAMA-JOURNAL 3 <cut> <new size> <head sum hex> <tail sum hex>\n" + the tail
+//   (<new size> - <cut> bytes). <head sum> is journal_sum of the up to 4 KiB of the content just
+//   before the cut; <tail sum> that of the tail. A journal whose magic, sizes or tail checksum
+//   do not match is incomplete (or not ours) and is never applied. A claim or release on a
+//   large lab journals only the tail after the changed machine, not the whole file.
 // - Save (journaled_save): write the journal to `journal.tmp` (O_EXCL|O_NOFOLLOW, the file's
 //   group and mode), fsync it, rename it to `journal`, fsync the directory; then cut mama.xml
-//   after the bytes old and new content share (never past the closing </settings>, never to
-//   zero) and write the rest; fdatasync; remove the journal. The steps are SaveStep values, in
-//   this order, reported to the test-only crash hook.
+//   and write the tail; fdatasync; remove the journal. The steps are SaveStep values, in this
+//   order, reported to the test-only crash hook.
 // - Recovery (recover_journal), under the state lock before a transaction reads the file:
 //   - no `journal`: nothing to do (a lone `journal.tmp` never reached mama.xml; the next save
 //     removes it);
 //   - an invalid journal: removed, never applied;
-//   - a valid journal whose content has the current mama.xml as a proper prefix (an interrupted
-//     rewrite): mama.xml is completed from it, then the journal is removed (replayed);
+//   - a valid journal for which mama.xml is an interrupted rewrite (replayed): mama.xml is at
+//     least <cut> bytes and shorter than <new size>, its bytes from the cut on are a prefix of
+//     the tail, and the 4 KiB before the cut match <head sum>; the rest of the tail is
+//     written, then the journal is removed;
 //   - any other valid journal (mama.xml is still the old content, already the new one, or newer
 //     content that the PHP tool wrote since): removed without touching mama.xml (discarded).
-//   A read-only user removes nothing; one who finds a half-written file gets an error telling
+//   The head is checked by a window, not whole: a save never writes before its cut, and
+//   hashing a 7 MiB head would cost a large lab's save a millisecond. What the window cannot
+//   tell apart is a file that another writer replaced since by content that matches the 4 KiB
+//   before the cut and is, from the cut on, a proper prefix of this save's tail: a complete
+//   file by the PHP tool ends with </settings>, which the tail holds only at its end.
+//   A journal of format 2 (older mama: the whole content) is recovered by the same rule, as a
+//   tail cut at 0. A read-only user removes nothing; one who finds a half-written file gets an error telling
 //   them to run mama as a user who may write it.
 // - A reader that sees an unfinished rewrite sees a prefix without </settings>, which the PHP
 //   tool and this library refuse rather than misread.
@@ -30,6 +43,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -42,74 +56,164 @@
 
 namespace mama::detail {
 
-inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 2 ";
+inline constexpr std::string_view journal_magic = "MAMA-JOURNAL 3 ";
+/// The format before 3 ("MAMA-JOURNAL 2 <size> <checksum64 hex>\n" + the whole new content),
+/// still recovered: its content is a tail cut at 0, so the same rule applies (replay when
+/// mama.xml is a proper prefix of it).
+inline constexpr std::string_view journal_magic_v2 = "MAMA-JOURNAL 2 ";
 inline constexpr const char* journal_file_name = "journal";
 inline constexpr const char* journal_tmp_name = "journal.tmp";
+/// How many bytes before the cut the journal's head checksum covers.
+inline constexpr std::size_t journal_head_window = 4096;
 
-/// The journal's first line for `content`, with its newline.
-inline std::string journal_header(std::string_view content) {
-  char header[80];
-  std::snprintf(header, sizeof header, "%.*s%zu %016llx\n", static_cast<int>(journal_magic.size()),
-                journal_magic.data(), content.size(),
-                static_cast<unsigned long long>(checksum64(content)));
+/// Where a save from `current` to `content` cuts mama.xml: after the bytes the two share, but
+/// before the closing </settings> (job fields live inside it), and never at zero unless one of
+/// them is empty. Equal contents: their size.
+/// `same_before`: how many bytes the caller knows the two share (the comparison starts there).
+inline std::size_t rewrite_cut(std::string_view current, std::string_view content,
+                               std::size_t same_before = 0) noexcept {
+  const std::size_t limit = std::min(current.size(), content.size());
+  std::size_t keep = std::min(same_before, limit);
+  // Whole blocks first (memcmp), then the bytes of the first block that differs.
+  constexpr std::size_t block = 4096;
+  while (keep + block <= limit &&
+         std::memcmp(current.data() + keep, content.data() + keep, block) == 0)
+    keep += block;
+  while (keep < limit && current[keep] == content[keep]) ++keep;
+  if (keep == content.size() && keep == current.size()) return keep;
+  const auto close_tag = std::min(current.rfind("</settings>"), content.rfind("</settings>"));
+  if (close_tag != std::string_view::npos) keep = std::min(keep, close_tag);
+  return keep;
+}
+
+/// The journal's checksum: checksum64's mixing over four independent lanes of 8 bytes, so a
+/// large tail is summed at memory speed rather than one multiply chain at a time.
+inline std::uint64_t journal_sum(std::string_view data) noexcept {
+  std::uint64_t lane[4] = {0x9e3779b97f4a7c15ull ^ data.size(), 0x243f6a8885a308d3ull,
+                           0x13198a2e03707344ull, 0xa4093822299f31d0ull};
+  std::size_t i = 0;
+  for (; i + 32 <= data.size(); i += 32) {
+    for (int j = 0; j < 4; ++j) {
+      std::uint64_t w;
+      std::memcpy(&w, data.data() + i + 8 * j, 8);
+      lane[j] = (lane[j] ^ w) * 0xff51afd7ed558ccdull;
+      lane[j] ^= lane[j] >> 32;
+    }
+  }
+  std::uint64_t h = checksum64(data.substr(i));
+  for (std::uint64_t l : lane) {
+    h = (h ^ l) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
+  }
+  return h;
+}
+
+/// The checksum of the journal's head window: the up to 4 KiB of `content` before `cut`.
+inline std::uint64_t journal_head_sum(std::string_view content, std::size_t cut) noexcept {
+  const std::size_t from = cut > journal_head_window ? cut - journal_head_window : 0;
+  return journal_sum(content.substr(from, cut - from));
+}
+
+/// The journal's first line for a save that writes `content` from `cut` on, with its newline.
+inline std::string journal_header(std::string_view content, std::size_t cut) {
+  char header[128];
+  std::snprintf(header, sizeof header, "%.*s%zu %zu %016llx %016llx\n",
+                static_cast<int>(journal_magic.size()), journal_magic.data(), cut, content.size(),
+                static_cast<unsigned long long>(journal_head_sum(content, cut)),
+                static_cast<unsigned long long>(journal_sum(content.substr(cut))));
   return header;
 }
 
-/// The content a journal carries, or nullopt when it is not a whole, intact journal (wrong
-/// magic, no header line, size or checksum not matching). The view points into `journal`.
-inline std::optional<std::string_view> journal_content(const std::string& journal) {
+/// What an intact journal carries.
+struct journal_entry {
+  std::size_t cut = 0;         ///< where the save cut mama.xml
+  std::size_t size = 0;        ///< the size of the new content
+  std::uint64_t head_sum = 0;  ///< journal_head_sum of the new content at `cut`
+  std::string_view tail;       ///< the new content from `cut` on
+};
+
+/// The entry a journal carries, or nullopt when it is not a whole, intact journal (wrong magic,
+/// no header line, sizes or checksum not matching). The tail points into `journal`.
+inline std::optional<journal_entry> journal_content(std::string_view journal) {
   const auto nl = journal.find('\n');
-  if (nl == std::string::npos || !journal.starts_with(journal_magic)) return std::nullopt;
-  unsigned long long size = 0, hash = 0;
-  if (std::sscanf(journal.c_str() + journal_magic.size(), "%llu %llx", &size, &hash) != 2)
+  if (nl == std::string_view::npos) return std::nullopt;
+  if (journal.starts_with(journal_magic_v2)) {
+    // Left by an older mama killed mid-save: the whole new content, cut at 0.
+    const std::string header(journal.substr(journal_magic_v2.size(), nl - journal_magic_v2.size()));
+    unsigned long long size = 0, hash = 0;
+    int used = 0;
+    if (std::sscanf(header.c_str(), "%llu %llx%n", &size, &hash, &used) != 2 ||
+        static_cast<std::size_t>(used) != header.size())
+      return std::nullopt;
+    journal_entry e;
+    e.tail = journal.substr(nl + 1);
+    if (e.tail.size() != size || checksum64(e.tail) != hash) return std::nullopt;
+    e.size = size;
+    e.head_sum = journal_head_sum(e.tail, 0);
+    return e;
+  }
+  if (!journal.starts_with(journal_magic)) return std::nullopt;
+  const std::string header(journal.substr(journal_magic.size(), nl - journal_magic.size()));
+  unsigned long long cut = 0, size = 0, head = 0, hash = 0;
+  int used = 0;
+  if (std::sscanf(header.c_str(), "%llu %llu %llx %llx%n", &cut, &size, &head, &hash, &used) != 4 ||
+      static_cast<std::size_t>(used) != header.size())
     return std::nullopt;
-  const std::string_view content = std::string_view(journal).substr(nl + 1);
-  if (content.size() != size || checksum64(content) != hash) return std::nullopt;
-  return content;
+  journal_entry e;
+  e.tail = journal.substr(nl + 1);
+  if (cut > size || e.tail.size() != size - cut || journal_sum(e.tail) != hash) return std::nullopt;
+  e.cut = cut;
+  e.size = size;
+  e.head_sum = head;
+  return e;
 }
 
-/// The recovery decision for an intact journal: replay only when mama.xml is a proper prefix of
-/// the journaled content (the rewrite was interrupted); otherwise the journal is discarded.
-inline bool journal_replays(std::string_view journaled, std::string_view current) noexcept {
-  return current != journaled && journaled.starts_with(current);
+/// The recovery decision for an intact journal: replay only when mama.xml is an interrupted
+/// rewrite of this save (see the top of this header); otherwise the journal is discarded.
+inline bool journal_replays(const journal_entry& j, std::string_view current) noexcept {
+  return current.size() >= j.cut && current.size() < j.size &&
+         journal_head_sum(current, j.cut) == j.head_sum &&
+         j.tail.starts_with(current.substr(j.cut));
 }
 
-/// Rewrites the file open on `fd` from `current` to `content` in place: cut after the bytes the
-/// two share, then write the rest. The cut always falls before the closing </settings> (job
-/// fields live inside it), so a reader that sees an unfinished rewrite sees a prefix of the new
-/// content without </settings>, which PHP and we refuse rather than misread, and which
-/// recover_journal() completes. Never cutting to zero also keeps ext4 from forcing a flush of
-/// the whole file on close (its auto_da_alloc rule for files truncated to zero), which made
-/// every save wait for the disk. False (errno set) on a failed write.
-inline bool rewrite_in_place(int fd, std::string_view current, std::string_view content,
-                             const save_io& io) {
-  std::size_t keep = 0;
-  const std::size_t limit = std::min(current.size(), content.size());
-  while (keep < limit && current[keep] == content[keep]) ++keep;
-  if (keep == content.size() && keep == current.size()) return true;
-  const auto close_tag = std::min(current.rfind("</settings>"), content.rfind("</settings>"));
-  if (close_tag != std::string_view::npos) keep = std::min(keep, close_tag);
-  if (::ftruncate(fd, static_cast<off_t>(keep)) != 0) return false;
+/// Writes `tail` into the file open on `fd` from `cut` on, truncating it there first. The cut
+/// always falls before the closing </settings>, so a reader that sees an unfinished rewrite
+/// sees a prefix of the new content without </settings>, which PHP and we refuse rather than
+/// misread, and which recover_journal() completes. Never cutting to zero also keeps ext4 from
+/// forcing a flush of the whole file on close (its auto_da_alloc rule for files truncated to
+/// zero), which made every save wait for the disk. False (errno set) on a failed write.
+inline bool rewrite_from(int fd, std::size_t cut, std::string_view tail, const save_io& io) {
+  if (::ftruncate(fd, static_cast<off_t>(cut)) != 0) return false;
   io.step(SaveStep::file_truncated);
-  std::string_view rest = content.substr(keep);
-  if (io.hooked() && rest.size() > 1) {
-    const auto half = rest.size() / 2;
-    if (!pwrite_all(fd, rest.substr(0, half), static_cast<off_t>(keep))) return false;
+  if (io.hooked() && tail.size() > 1) {
+    const auto half = tail.size() / 2;
+    if (!pwrite_all(fd, tail.substr(0, half), static_cast<off_t>(cut))) return false;
     io.step(SaveStep::file_half_written);
-    if (!pwrite_all(fd, rest.substr(half), static_cast<off_t>(keep + half))) return false;
-  } else if (!pwrite_all(fd, rest, static_cast<off_t>(keep))) {
+    if (!pwrite_all(fd, tail.substr(half), static_cast<off_t>(cut + half))) return false;
+  } else if (!pwrite_all(fd, tail, static_cast<off_t>(cut))) {
     return false;
   }
   return !io.sync || ::fdatasync(fd) == 0;
 }
 
+/// Rewrites the file open on `fd` from `current` to `content` in place, from their cut on.
+inline bool rewrite_in_place(int fd, std::string_view current, std::string_view content,
+                             const save_io& io) {
+  const std::size_t cut = rewrite_cut(current, content);
+  if (cut == content.size() && cut == current.size()) return true;
+  return rewrite_from(fd, cut, content.substr(cut), io);
+}
+
 /// Saves `content` over `old_content` in the file open on `fd` (which holds the state lock),
 /// through the journal in the runtime directory open on `dir` (see the top of this header).
+/// `same_before`: how many leading bytes the caller knows the two share.
 /// Throws mama::error; on failure the file is as it was, or the journal restores it on the next
 /// access.
 inline void journaled_save(int dir, int fd, std::string_view old_content, std::string_view content,
-                           const opened_file& f, const save_io& io) {
-  const std::string header = journal_header(content);
+                           const opened_file& f, const save_io& io, std::size_t same_before = 0) {
+  const std::size_t cut = rewrite_cut(old_content, content, same_before);
+  const std::string header = journal_header(content, cut);
+  const std::string_view tail = content.substr(cut);
   ::unlinkat(dir, journal_tmp_name, 0);  // left by a crash; we hold the state lock
   {
     unique_fd j(::openat(dir, journal_tmp_name,
@@ -124,7 +228,7 @@ inline void journaled_save(int dir, int fd, std::string_view old_content, std::s
     }
     ::fchmod(j.get(), f.st.st_mode & 0666);
     if (!pwrite_all(j.get(), header, 0) ||
-        !pwrite_all(j.get(), content, static_cast<off_t>(header.size())) ||
+        !pwrite_all(j.get(), tail, static_cast<off_t>(header.size())) ||
         (io.sync && ::fsync(j.get()) != 0)) {
       const int saved = errno;
       ::unlinkat(dir, journal_tmp_name, 0);
@@ -139,7 +243,7 @@ inline void journaled_save(int dir, int fd, std::string_view old_content, std::s
                 " was not changed");
   if (io.sync) ::fsync(dir);
   io.step(SaveStep::journal_renamed);
-  if (!rewrite_in_place(fd, old_content, content, io)) {
+  if (!rewrite_from(fd, cut, tail, io)) {
     const int saved = errno;
     // Put the old content back: the file still starts with the bytes old and new share, so
     // rewriting "from new to old" rewrites just the rest. If even that fails, the journal
@@ -170,14 +274,14 @@ inline JournalOutcome recover_journal(int dir, int fd, bool read_only, const ope
   if (!j) return JournalOutcome::none;
   std::string journal;
   const bool readable = pread_all(j.get(), journal, io.max_file_size + 100);
-  const auto content = readable ? journal_content(journal) : std::nullopt;
-  if (!content) {
+  const auto entry = readable ? journal_content(journal) : std::nullopt;
+  if (!entry) {
     if (!read_only) ::unlinkat(dir, journal_file_name, 0);  // never reached mama.xml
     return JournalOutcome::invalid;
   }
   std::string current;
   read_state_bytes(fd, current, io);
-  const bool replay = journal_replays(*content, current);
+  const bool replay = journal_replays(*entry, current);
   if (replay) {
     if (read_only)
       throw error(errc::bad_state_file,
@@ -185,7 +289,10 @@ inline JournalOutcome recover_journal(int dir, int fd, bool read_only, const ope
                       " was left half-written by a killed process; run any mama command as "
                       "a user who may write it to restore it from " +
                       (f.runtime / journal_file_name).string());
-    if (!rewrite_in_place(fd, current, *content, io))
+    // The file holds the new content up to its end: write the rest of the tail after it.
+    const std::size_t done = current.size() - entry->cut;
+    if (!pwrite_all(fd, entry->tail.substr(done), static_cast<off_t>(current.size())) ||
+        (io.sync && ::fdatasync(fd) != 0))
       throw_errno("cannot restore " + io.file() + " from its journal");
   }
   if (!read_only) ::unlinkat(dir, journal_file_name, 0);
