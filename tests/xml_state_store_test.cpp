@@ -346,6 +346,15 @@ TEST_CASE("bad input gives an error naming the file and leaves it as it was", "[
     expect_refused("<settings></settings>\n<settings></settings>\n",
                    "exactly one root element <settings>");
   }
+  SECTION("a save that would remove the file's only </settings> text") {
+    // The root is closed as `</settings >` (valid XML); the only literal `</settings>`, which
+    // the PHP tool looks for, is inside vm-1's job text. Rewriting that job would lock the
+    // PHP tool out of the lab: the save is refused instead (found by the fuzzer).
+    const std::string doc =
+        "<?xml version=\"1.0\"?>\n<settings>\n  <machine>\n    <name>vm-1</name>\n"
+        "    <job><![CDATA[old </settings> text]]></job>\n  </machine>\n</settings >\n";
+    expect_refused(doc, "</settings>");
+  }
   SECTION("duplicate machine names") {
     const auto at = good.find("  <machine>\n    <name>test-machine");
     std::string dup = good;

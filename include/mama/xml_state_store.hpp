@@ -338,6 +338,16 @@ class XmlStateStore {
           throw error(errc::io_error, "internal error: the edited " + shared_->path.string() +
                                           " does not read back as written; it was not changed");
       }
+      // The PHP tool refuses a file without the text `</settings>` (strpos), as begin() does. A
+      // root closed as `</settings >` whose only `</settings>` text sits in a job field would
+      // lose it when that field is rewritten, locking the PHP tool out: refuse the save.
+      if (next.find("</settings>") == std::string::npos)
+        throw error(errc::bad_state_file,
+                    shared_->path.string() +
+                        " would no longer contain the text </settings> after this save: its "
+                        "only copy is inside a job field and the root element is closed "
+                        "differently (e.g. </settings >). The PHP tool refuses such a file; "
+                        "write the closing tag as </settings> (mama left the file unchanged)");
       auto saved = Shared::after_edits(*state_, std::move(next), edited);
       // The bytes before the first edited machine are the same in both.
       std::size_t same_before = state_->content->size();
