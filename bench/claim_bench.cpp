@@ -102,12 +102,10 @@ BENCHMARK_CAPTURE(BM_claim_xml, nosync_tmpfs, false, true)
 
 namespace {
 
-// The disk's floor for a durable save: one small in-place write made durable with fdatasync,
-// on the same file system as claim/xml_sync. A synced claim/release cycle needs six such
-// flushes (per save: the journal, its directory entry, mama.xml), so 6 × this is the least a
-// synced cycle can cost on this disk, whatever the software does.
-void BM_floor_fdatasync(benchmark::State& state) {
-  const auto path = mama_bench::scratch_dir() / "floor-fdatasync";
+// The disk's floor for durable saves: `writes` 4 KiB in-place writes, each made durable with
+// fdatasync, in one file on the same file system as claim/xml_sync.
+void run_fdatasync_floor(benchmark::State& state, const char* file, int writes) {
+  const auto path = mama_bench::scratch_dir() / file;
   std::filesystem::create_directories(mama_bench::scratch_dir());
   mama::detail::unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) {
@@ -116,33 +114,25 @@ void BM_floor_fdatasync(benchmark::State& state) {
   }
   const std::string block(4096, 'x');
   for (auto _ : state) {
-    if (!mama::detail::pwrite_all(fd.get(), block, 0) || ::fdatasync(fd.get()) != 0) {
-      state.SkipWithError("write or fdatasync failed");
-      break;
-    }
-  }
-}
-BENCHMARK(BM_floor_fdatasync)->Name("floor/fdatasync_4KiB")->Unit(benchmark::kMicrosecond);
-
-// The six flushes of a synced cycle measured together: six 4 KiB writes, each made durable with
-// fdatasync, in one file on the same file system. No synced claim + release can beat it.
-void BM_floor_six_fdatasync(benchmark::State& state) {
-  const auto path = mama_bench::scratch_dir() / "floor-six-fdatasync";
-  std::filesystem::create_directories(mama_bench::scratch_dir());
-  mama::detail::unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) {
-    state.SkipWithError("cannot create the floor file");
-    return;
-  }
-  const std::string block(4096, 'x');
-  for (auto _ : state) {
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < writes; ++i) {
       if (!mama::detail::pwrite_all(fd.get(), block, 4096 * i) || ::fdatasync(fd.get()) != 0) {
         state.SkipWithError("write or fdatasync failed");
         return;
       }
     }
   }
+}
+
+// One flush. A synced claim/release cycle needs six (per save: the journal, its directory
+// entry, mama.xml), so 6 × this is the least a synced cycle can cost on this disk.
+void BM_floor_fdatasync(benchmark::State& state) {
+  run_fdatasync_floor(state, "floor-fdatasync", 1);
+}
+BENCHMARK(BM_floor_fdatasync)->Name("floor/fdatasync_4KiB")->Unit(benchmark::kMicrosecond);
+
+// The six flushes of a synced cycle measured together. No synced claim + release can beat it.
+void BM_floor_six_fdatasync(benchmark::State& state) {
+  run_fdatasync_floor(state, "floor-six-fdatasync", 6);
 }
 BENCHMARK(BM_floor_six_fdatasync)->Name("floor/six_fdatasync")->Unit(benchmark::kMicrosecond);
 
