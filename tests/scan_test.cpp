@@ -412,6 +412,25 @@ TEST_CASE("a file changed behind the store's back is checked as a fresh store ch
     CHECK_FALSE(expect_same_as_fresh(replaced("<name>a</name>", "<name>a<![CDATA[</name>")));
     CHECK_FALSE(expect_same_as_fresh(replaced("<name>a</name>", "<!DOCTYPE x><name>a</name>")));
   }
+  SECTION("NUL bytes (a block of zeros a crash can leave) are refused, wherever they start") {
+    using namespace std::string_literals;
+    const std::string b_machine =
+        "<machine>\n    <name>b</name>\n    <os>debian</os>\n    <job/>\n  </machine>";
+    // Zeros from the first byte of a machine on: pugixml reads a fragment only up to a NUL, so
+    // a run of zeros alone would parse as no machines at all.
+    CHECK_FALSE(expect_same_as_fresh(replaced(b_machine, std::string(b_machine.size(), '\0'))));
+    // A job written into b and zeros after it, inside the changed run: the fragment would end
+    // after b and machine c would be lost.
+    CHECK_FALSE(expect_same_as_fresh(
+        replaced("<job/>\n  </machine>\n  <machine>\n    <name>c</name>",
+                 "<job>x</job>\n  </machine>\0\0<machine>\n    <name>c</name>"s)));
+    CHECK_FALSE(expect_same_as_fresh(replaced("<os>debian</os>", "<os>debian</os>\0"s)));
+    // A machine whose first bytes look like UTF-16 or UTF-32 to pugixml's encoding detection.
+    CHECK_FALSE(expect_same_as_fresh(replaced(b_machine, "<\0\0\0"s + b_machine.substr(4))));
+    write_file(path, replaced(b_machine, std::string(b_machine.size(), '\0')));
+    CHECK_THROWS_WITH(store.begin(),
+                      Catch::Contains("is not valid XML") && Catch::Contains(path.string()));
+  }
 }
 
 TEST_CASE("after a commit the store reads its own save without checking it again, and right") {

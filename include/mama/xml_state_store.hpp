@@ -32,7 +32,8 @@
 //     it are those of a file that parsed, and the run sits where one content of <settings>
 //     ended and the next began, so the whole file parses as before with just those machines
 //     changed (a change that breaks out of its machine, e.g. `</machine></settings>`, does not
-//     parse by itself and falls back); the machines after it move by the size change, and the
+//     parse by itself and falls back; so does a run holding a NUL byte, where pugixml would
+//     stop reading the fragment early); the machines after it move by the size change, and the
 //     name table is rebuilt only when a name, or the number of machines, changed;
 //   - anything else (first begin() of a store, a change between machines or outside
 //     <settings>): the whole file is parsed, as before.
@@ -761,6 +762,10 @@ class XmlStateStore {
       const std::size_t from = first->begin;
       const std::size_t to = last->end + now.size() - was.size();  // in the new bytes
       const std::string_view run = now.substr(from, to - from);
+      // pugixml reads a buffer only up to a NUL byte (and takes `<` NUL... for UTF-16/32), so
+      // a run with zeros in it (a block a crash left, or a hand edit) could parse as fewer
+      // machines; the whole file, where <settings> is still open there, does not parse.
+      if (run.find('\0') != std::string_view::npos) return nullptr;
       pugi::xml_document doc;
       if (!doc.load_buffer(run.data(), run.size(), detail::xml_parse_flags | pugi::parse_fragment))
         return nullptr;
