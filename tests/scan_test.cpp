@@ -469,3 +469,52 @@ TEST_CASE("after a commit the store reads its own save without checking it again
     for (std::size_t i = 0; i < listed.size(); ++i) CHECK(fresh[i].job == listed[i].job);
   }
 }
+
+TEST_CASE("a file in another encoding than UTF-8 is read as a fresh store reads it") {
+  // pugixml converts a whole document declared ISO-8859-1 to UTF-8, but a machine parsed by
+  // itself is taken as UTF-8: a byte 0xFC written by the PHP tool in such a file must not be
+  // read one way by a store that remembers the file and another by a fresh one.
+  TempDir dir;
+  const auto path = dir / "mama.xml";
+  const std::string base =
+      "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<settings>\n"
+      "  <machine>\n    <name>a</name>\n    <owner>x</owner>\n    <job/>\n  </machine>\n"
+      "  <machine>\n    <name>b</name>\n    <job/>\n  </machine>\n</settings>\n";
+  write_file(path, base);
+  XmlStateStore store(path, quick());
+  REQUIRE(store.begin().machines().size() == 2);  // ASCII only: read as before
+
+  std::string latin1 = base;
+  latin1.replace(latin1.find("<owner>x"), 8, "<owner>M\xfcller");
+  write_file(path, latin1);
+  std::string fresh_error;
+  try {
+    XmlStateStore(path, quick()).begin();
+  } catch (const mama::error& e) {
+    fresh_error = e.what();
+  }
+  REQUIRE_FALSE(fresh_error.empty());
+  CHECK_THAT(fresh_error, Catch::Contains(path.string()) && Catch::Contains("UTF-8") &&
+                              Catch::Contains("ISO-8859-1"));
+  try {
+    store.begin();
+    FAIL("the store that remembered the ASCII file read the ISO-8859-1 bytes as UTF-8");
+  } catch (const mama::error& e) {
+    CHECK(e.what() == fresh_error);
+    CHECK(e.code() == mama::errc::bad_state_file);
+  }
+  CHECK(read_file(path) == latin1);
+
+  // Job text mama would write as UTF-8 into such a file is refused, the file unchanged.
+  write_file(path, base);
+  JobRecord r;
+  r.job = "M\xc3\xbcller";
+  {
+    auto t = store.begin();
+    CHECK_THROWS_WITH(t.write("b", r), Catch::Contains("UTF-8") && Catch::Contains(path.string()));
+    r.job = "ascii job";
+    t.write("b", r);
+    t.commit();
+  }
+  CHECK(XmlStateStore(path, quick()).begin().find("b")->job == "ascii job");
+}
