@@ -412,6 +412,20 @@ TEST_CASE("a file changed behind the store's back is checked as a fresh store ch
     CHECK_FALSE(expect_same_as_fresh(replaced("<name>a</name>", "<name>a<![CDATA[</name>")));
     CHECK_FALSE(expect_same_as_fresh(replaced("<name>a</name>", "<!DOCTYPE x><name>a</name>")));
   }
+  SECTION("bytes a fragment's parse treats specially: a byte order mark, markup in text") {
+    const std::string b_machine =
+        "<machine>\n    <name>b</name>\n    <os>debian</os>\n    <job/>\n  </machine>";
+    // A UTF-8 byte order mark where machine b began: text of <settings> in the whole file.
+    expect_same_as_fresh(replaced(b_machine, "\xef\xbb\xbf" + b_machine));
+    expect_same_as_fresh(replaced(b_machine, "\xef\xbb\xbf<machine><name>b2</name></machine>"));
+    // Markup-looking text that is not markup.
+    CHECK(expect_same_as_fresh(
+        replaced("<os>debian</os>", "<os><![CDATA[</machine></settings><machine>]]></os>")));
+    CHECK(expect_same_as_fresh(
+        replaced("<os>debian</os>", "<os>debian</os><!-- </machine></settings> -->")));
+    CHECK(expect_same_as_fresh(replaced("<os>debian</os>", "<os x=\"</machine>\">d</os>")));
+    CHECK(expect_same_as_fresh(replaced("<os>debian</os>", "<?pi </machine> ?><os>d</os>")));
+  }
   SECTION("NUL bytes (a block of zeros a crash can leave) are refused, wherever they start") {
     using namespace std::string_literals;
     const std::string b_machine =
