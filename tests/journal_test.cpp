@@ -70,10 +70,10 @@ struct Lab {
     REQUIRE(fd);
     return fd;
   }
-  JournalOutcome recover(bool read_only = false) const {
+  JournalOutcome recover(bool read_only = false, std::size_t max_file_size = 1u << 20) const {
     const auto dir = open_dir();
     const auto fd = open_file(read_only ? O_RDONLY : O_RDWR);
-    const mama::detail::save_io io{name, false, 1u << 20, nullptr};
+    const mama::detail::save_io io{name, false, max_file_size, nullptr};
     return mama::detail::recover_journal(dir.get(), fd.get(), read_only, opened(), io);
   }
 };
@@ -326,4 +326,31 @@ TEST_CASE("a read-only user who finds a half-written file is told, and nothing c
   CHECK(fs::exists(lab.journal));
   CHECK(lab.recover() == JournalOutcome::replayed);
   CHECK(read_file(lab.file) == new_state);
+}
+
+TEST_CASE("a journal too large for the recovering process is kept, and the error names it") {
+  // A save by a process that allows larger files, killed half way; the next process allows
+  // less than the journal holds. The journal is the only copy of the rest of the file: removing
+  // it as "invalid" would leave the torn file for good.
+  const std::string torn = new_state.substr(0, cut_of(old_state, new_state) + 2);
+  Lab lab(torn);
+  const std::string journal = journal_bytes(new_state);
+  write_file(lab.journal, journal);
+  const std::size_t small = torn.size() + 1;  // the torn file fits, the journal does not
+  REQUIRE(journal.size() > small + 100);
+  for (const bool read_only : {false, true}) {
+    INFO("read_only " << read_only);
+    try {
+      lab.recover(read_only, small);
+      FAIL("recovery went on without reading the journal");
+    } catch (const mama::error& e) {
+      CHECK(e.code() == mama::errc::bad_state_file);
+      CHECK_THAT(e.what(), Catch::Contains(lab.journal.string()));
+    }
+    CHECK(read_file(lab.file) == torn);
+    CHECK(read_file(lab.journal) == journal);
+  }
+  CHECK(lab.recover() == JournalOutcome::replayed);
+  CHECK(read_file(lab.file) == new_state);
+  CHECK_FALSE(fs::exists(lab.journal));
 }

@@ -412,6 +412,39 @@ TEST_CASE("a file changed behind the store's back is checked as a fresh store ch
     CHECK_FALSE(expect_same_as_fresh(replaced("<name>a</name>", "<name>a<![CDATA[</name>")));
     CHECK_FALSE(expect_same_as_fresh(replaced("<name>a</name>", "<!DOCTYPE x><name>a</name>")));
   }
+  SECTION("bytes a fragment's parse treats specially: a byte order mark, markup in text") {
+    const std::string b_machine =
+        "<machine>\n    <name>b</name>\n    <os>debian</os>\n    <job/>\n  </machine>";
+    // A UTF-8 byte order mark where machine b began: text of <settings> in the whole file.
+    expect_same_as_fresh(replaced(b_machine, "\xef\xbb\xbf" + b_machine));
+    expect_same_as_fresh(replaced(b_machine, "\xef\xbb\xbf<machine><name>b2</name></machine>"));
+    // Markup-looking text that is not markup.
+    CHECK(expect_same_as_fresh(
+        replaced("<os>debian</os>", "<os><![CDATA[</machine></settings><machine>]]></os>")));
+    CHECK(expect_same_as_fresh(
+        replaced("<os>debian</os>", "<os>debian</os><!-- </machine></settings> -->")));
+    CHECK(expect_same_as_fresh(replaced("<os>debian</os>", "<os x=\"</machine>\">d</os>")));
+    CHECK(expect_same_as_fresh(replaced("<os>debian</os>", "<?pi </machine> ?><os>d</os>")));
+  }
+  SECTION("NUL bytes (a block of zeros a crash can leave) are refused, wherever they start") {
+    using namespace std::string_literals;
+    const std::string b_machine =
+        "<machine>\n    <name>b</name>\n    <os>debian</os>\n    <job/>\n  </machine>";
+    // Zeros from the first byte of a machine on: pugixml reads a fragment only up to a NUL, so
+    // a run of zeros alone would parse as no machines at all.
+    CHECK_FALSE(expect_same_as_fresh(replaced(b_machine, std::string(b_machine.size(), '\0'))));
+    // A job written into b and zeros after it, inside the changed run: the fragment would end
+    // after b and machine c would be lost.
+    CHECK_FALSE(expect_same_as_fresh(
+        replaced("<job/>\n  </machine>\n  <machine>\n    <name>c</name>",
+                 "<job>x</job>\n  </machine>\0\0<machine>\n    <name>c</name>"s)));
+    CHECK_FALSE(expect_same_as_fresh(replaced("<os>debian</os>", "<os>debian</os>\0"s)));
+    // A machine whose first bytes look like UTF-16 or UTF-32 to pugixml's encoding detection.
+    CHECK_FALSE(expect_same_as_fresh(replaced(b_machine, "<\0\0\0"s + b_machine.substr(4))));
+    write_file(path, replaced(b_machine, std::string(b_machine.size(), '\0')));
+    CHECK_THROWS_WITH(store.begin(),
+                      Catch::Contains("is not valid XML") && Catch::Contains(path.string()));
+  }
 }
 
 TEST_CASE("after a commit the store reads its own save without checking it again, and right") {
@@ -449,4 +482,53 @@ TEST_CASE("after a commit the store reads its own save without checking it again
     REQUIRE(fresh.size() == listed.size());
     for (std::size_t i = 0; i < listed.size(); ++i) CHECK(fresh[i].job == listed[i].job);
   }
+}
+
+TEST_CASE("a file in another encoding than UTF-8 is read as a fresh store reads it") {
+  // pugixml converts a whole document declared ISO-8859-1 to UTF-8, but a machine parsed by
+  // itself is taken as UTF-8: a byte 0xFC written by the PHP tool in such a file must not be
+  // read one way by a store that remembers the file and another by a fresh one.
+  TempDir dir;
+  const auto path = dir / "mama.xml";
+  const std::string base =
+      "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<settings>\n"
+      "  <machine>\n    <name>a</name>\n    <owner>x</owner>\n    <job/>\n  </machine>\n"
+      "  <machine>\n    <name>b</name>\n    <job/>\n  </machine>\n</settings>\n";
+  write_file(path, base);
+  XmlStateStore store(path, quick());
+  REQUIRE(store.begin().machines().size() == 2);  // ASCII only: read as before
+
+  std::string latin1 = base;
+  latin1.replace(latin1.find("<owner>x"), 8, "<owner>M\xfcller");
+  write_file(path, latin1);
+  std::string fresh_error;
+  try {
+    XmlStateStore(path, quick()).begin();
+  } catch (const mama::error& e) {
+    fresh_error = e.what();
+  }
+  REQUIRE_FALSE(fresh_error.empty());
+  CHECK_THAT(fresh_error, Catch::Contains(path.string()) && Catch::Contains("UTF-8") &&
+                              Catch::Contains("ISO-8859-1"));
+  try {
+    store.begin();
+    FAIL("the store that remembered the ASCII file read the ISO-8859-1 bytes as UTF-8");
+  } catch (const mama::error& e) {
+    CHECK(e.what() == fresh_error);
+    CHECK(e.code() == mama::errc::bad_state_file);
+  }
+  CHECK(read_file(path) == latin1);
+
+  // Job text mama would write as UTF-8 into such a file is refused, the file unchanged.
+  write_file(path, base);
+  JobRecord r;
+  r.job = "M\xc3\xbcller";
+  {
+    auto t = store.begin();
+    CHECK_THROWS_WITH(t.write("b", r), Catch::Contains("UTF-8") && Catch::Contains(path.string()));
+    r.job = "ascii job";
+    t.write("b", r);
+    t.commit();
+  }
+  CHECK(XmlStateStore(path, quick()).begin().find("b")->job == "ascii job");
 }

@@ -464,3 +464,63 @@ TEST_CASE("hold_owner names the live process that still holds a machine's hold",
   CHECK(!owner());  // the waiter still has the file open, but holds nothing
   CHECK(store.begin().try_hold("vm-1"));
 }
+
+TEST_CASE(
+    "a store that remembered the file recovers another process's killed save and reads "
+    "what a fresh store reads",
+    "[xml_store][crash]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  XmlStateStore remembering(file);  // lives across every crash below, as a long `mama run` does
+
+  for (const SaveStep step : all_steps) {
+    INFO("crash at " << mama::to_string(step));
+    const std::string old_bytes = read_file(file);
+    REQUIRE(remembering.begin().find("vm-1")->job.empty());  // remembers old_bytes now
+    Child claimer([&] {
+      mama::JobGuard guard(XmlStateStore(file, crash_at(step)), "vm-1", quiet("killed job"));
+      return 0;
+    });
+    REQUIRE(killed_by(claimer.wait()) == SIGKILL);
+
+    // The remembering store recovers; then it, and a fresh store, read the same whole file.
+    std::vector<mama::MachineInfo> seen;
+    { seen = remembering.begin().machines(); }
+    const std::string after = read_file(file);
+    CHECK(after.find("</settings>") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir / "mama.xml.d" / "journal"));
+    const auto fresh = XmlStateStore(file).begin().machines();
+    REQUIRE(seen.size() == fresh.size());
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      CHECK(seen[i].name == fresh[i].name);
+      CHECK(seen[i].job == fresh[i].job);
+      CHECK(seen[i].fields == fresh[i].fields);
+    }
+    const auto vm1 = XmlStateStore(file).begin().find("vm-1");
+    if (step >= SaveStep::file_truncated) CHECK(vm1->job == "killed job");
+    if (vm1->job.empty()) CHECK(after == old_bytes);
+
+    // Its next save starts from the recovered bytes, not from what it remembered before.
+    {
+      auto tx = remembering.begin();
+      tx.write("vm-1", JobRecord{});
+      tx.commit();
+    }
+    CHECK(XmlStateStore(file).begin().find("vm-1")->job.empty());
+    CHECK(XmlStateStore(file).begin().find("test-machine")->pid == "12345");
+
+    // The file replaced by a rename (a new inode) with other bytes: read as a fresh store does.
+    std::string replaced = read_file(file);
+    const auto at = replaced.find("12345");
+    REQUIRE(at != std::string::npos);
+    replaced.replace(at, 5, "54321");
+    write_file(dir / "mama.xml.new", replaced);
+    fs::rename(dir / "mama.xml.new", file);
+    CHECK(remembering.begin().find("test-machine")->pid == "54321");
+    replaced.replace(at, 5, "12345");
+    write_file(dir / "mama.xml.new", replaced);
+    fs::rename(dir / "mama.xml.new", file);
+    CHECK(remembering.begin().find("test-machine")->pid == "12345");
+  }
+}

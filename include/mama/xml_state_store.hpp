@@ -22,7 +22,9 @@
 //   neighbours. The edited content is parsed and checked before it is saved.
 // - Checked once, then by what changed: a begin() refuses a file that pugixml does not parse
 //   whole (naming the file and the line), that has no single <settings> root, or no
-//   </settings>, and leaves it untouched. A store (and its copies) remembers the last bytes it
+//   </settings>, or that is not in UTF-8 (an XML declaration of ISO-8859-1 is accepted while
+//   the file holds only ASCII, and then every change is checked whole and job text must be
+//   ASCII), and leaves it untouched. A store (and its copies) remembers the last bytes it
 //   checked or saved, with where each machine element lies and a name -> machine table.
 //   Another begin() then costs what changed, not what the file holds:
 //   - the same bytes (one memcmp): nothing to check again;
@@ -32,7 +34,8 @@
 //     it are those of a file that parsed, and the run sits where one content of <settings>
 //     ended and the next began, so the whole file parses as before with just those machines
 //     changed (a change that breaks out of its machine, e.g. `</machine></settings>`, does not
-//     parse by itself and falls back); the machines after it move by the size change, and the
+//     parse by itself and falls back; so does a run holding a NUL byte, where pugixml would
+//     stop reading the fragment early); the machines after it move by the size change, and the
 //     name table is rebuilt only when a name, or the number of machines, changed;
 //   - anything else (first begin() of a store, a change between machines or outside
 //     <settings>): the whole file is parsed, as before.
@@ -153,6 +156,10 @@ class XmlStateStore {
     std::shared_ptr<const std::string> content;
     std::vector<detail::machine_extent> extents;  // every <machine> child of <settings>
     std::shared_ptr<const name_table> names;
+    // Whether pugixml read the whole document as UTF-8. When not (an ASCII file declared
+    // ISO-8859-1), a machine parsed by itself would be read differently, so every change is
+    // checked whole, and job text must be ASCII.
+    bool utf8 = true;
   };
   // A machine a commit edits: where it was and where it is in the new content.
   struct edited_machine {
@@ -292,6 +299,15 @@ class XmlStateStore {
               std::string(job_field_names[i]) + " for machine '" + detail::escape_control(m) +
                   "' is not valid UTF-8 (or holds U+FFFE or U+FFFF), which " +
                   shared_->path.string() + " cannot hold for the PHP tool; give the text in UTF-8");
+        if (!state_->utf8 && std::any_of(text.begin(), text.end(), [](char c) {
+              return static_cast<unsigned char>(c) >= 0x80;
+            }))
+          throw error(errc::invalid_argument,
+                      std::string(job_field_names[i]) + " for machine '" +
+                          detail::escape_control(m) + "' is not ASCII, and " +
+                          shared_->path.string() +
+                          " is not in UTF-8 (its XML declaration names another encoding), "
+                          "which mama writes only; use ASCII text or convert the file to UTF-8");
       }
       staged_.insert_or_assign(std::string(m), r);
     }
@@ -733,8 +749,26 @@ class XmlStateStore {
                     file() +
                         " must have exactly one root element <settings>; "
                         "it is not a mama state file (mama left it unchanged)");
+      if (result.encoding != pugi::encoding_utf8) {
+        // mama finds machines by their bytes and writes UTF-8: a file pugixml converted can be
+        // used only when the conversion changed nothing (ISO-8859-1 holding only ASCII).
+        const bool ascii = std::all_of(content.begin(), content.end(), [](char c) {
+          return c != 0 && static_cast<unsigned char>(c) < 0x80;
+        });
+        if (result.encoding != pugi::encoding_latin1 || !ascii)
+          throw error(errc::bad_state_file,
+                      file() + " is not in UTF-8 (it is in " +
+                          (result.encoding == pugi::encoding_latin1 ? "ISO-8859-1"
+                           : result.encoding == pugi::encoding_utf16_le ||
+                                   result.encoding == pugi::encoding_utf16_be
+                               ? "UTF-16"
+                               : "UTF-32") +
+                          "), which mama reads and writes only; convert it to UTF-8 (e.g. with "
+                          "iconv) and change its XML declaration (mama left it unchanged)");
+      }
       auto state = std::make_shared<checked_state>();
       state->content = bytes;
+      state->utf8 = result.encoding == pugi::encoding_utf8;
       std::vector<std::string> names;
       for (pugi::xml_node m : doc.document_element().children("machine")) {
         const auto x = locate_element(content, m);
@@ -755,6 +789,7 @@ class XmlStateStore {
     // the whole file parses as before with just those machines changed.
     std::shared_ptr<const checked_state> check_changes(
         const checked_state& old, const std::shared_ptr<const std::string>& bytes) const {
+      if (!old.utf8) return nullptr;
       const std::string_view was = *old.content, now = *bytes;
       const std::size_t a = detail::common_prefix(was, now);
       const std::size_t b =
@@ -771,6 +806,10 @@ class XmlStateStore {
       const std::size_t from = first->begin;
       const std::size_t to = last->end + now.size() - was.size();  // in the new bytes
       const std::string_view run = now.substr(from, to - from);
+      // pugixml reads a buffer only up to a NUL byte (and takes `<` NUL... for UTF-16/32), so
+      // a run with zeros in it (a block a crash left, or a hand edit) could parse as fewer
+      // machines; the whole file, where <settings> is still open there, does not parse.
+      if (run.find('\0') != std::string_view::npos) return nullptr;
       pugi::xml_document doc;
       if (!doc.load_buffer(run.data(), run.size(), detail::xml_parse_flags | pugi::parse_fragment))
         return nullptr;
@@ -826,6 +865,7 @@ class XmlStateStore {
       auto state = std::make_shared<checked_state>();
       state->content = std::make_shared<const std::string>(std::move(next));
       state->names = old.names;
+      state->utf8 = old.utf8;
       state->extents = old.extents;
       std::size_t e = 0;
       std::ptrdiff_t delta = 0;

@@ -298,6 +298,43 @@ TEST_CASE("list learns a live job's hold from /proc/locks without opening its lo
   CHECK(watch.opens() >= 1);
 }
 
+TEST_CASE("list with a live job's lock file replaced by another inode: the job still runs",
+          "[sweep][cli]") {
+  // Someone replaced m's lock file (a cleanup of the runtime directory) while `mama run` holds
+  // the old inode: /proc/locks lists the old inode only, the new one is free. The sweep must not
+  // call the job stale while its recorded process lives, nor busy once everything is gone.
+  std::string content = lab_of({"m", "n"});
+  content.insert(content.find("  <machine>"), stale_claims(17));  // so /proc/locks is read
+  Lab l(content);
+  const fs::path pidfile = l.dir / "cmd.pid";
+  Background holder(
+      mama::test::mama_argv({"--state", l.file.string(), "run", "m", "--job", "long job", "--",
+                             "sh", "-c", "echo $$ > " + pidfile.string() + "; exec sleep 100"}),
+      mama::test::run_env({}), l.dir / "h.out", l.dir / "h.err");
+  REQUIRE(eventually([&] { return read_file(pidfile).find('\n') != std::string::npos; }));
+  const pid_t sleeper = std::stoi(read_file(pidfile));
+  const fs::path lock = l.dir / "mama.xml.d" / mama::detail::lock_file_name("m");
+  REQUIRE(listed(lock));
+  write_file(l.dir / "mama.xml.d" / "replacement", "");
+  fs::rename(l.dir / "mama.xml.d" / "replacement", lock);
+  REQUIRE_FALSE(listed(lock));
+
+  const Result live = l.run({"list"});
+  CHECK(live.status == 0);
+  CHECK(live.out.find("long job\n") != std::string::npos);
+  CHECK(live.out.find("long job [STALE]") == std::string::npos);
+  CHECK(live.out.find("old job [STALE]\n") != std::string::npos);
+  const std::string before = read_file(l.file);
+  CHECK(l.run({"list"}).out == live.out);
+  CHECK(read_file(l.file) == before);
+
+  // Everything gone: stale, not busy forever (the new inode is free, the process is dead).
+  CHECK(holder.signal_and_wait(SIGKILL) == 128 + SIGKILL);
+  ::kill(sleeper, SIGKILL);
+  const Result gone = l.run({"list"});
+  CHECK(gone.out.find("long job [STALE]\n") != std::string::npos);
+}
+
 TEST_CASE("list --json prints exactly what nlohmann::json prints for the whole document",
           "[sweep][cli]") {
   for (const std::string& content :

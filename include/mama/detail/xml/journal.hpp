@@ -20,6 +20,9 @@
 //   - no `journal`: nothing to do (a lone `journal.tmp` never reached mama.xml; the next save
 //     removes it);
 //   - an invalid journal: removed, never applied;
+//   - a journal that cannot be read whole (larger than XmlStoreOptions::max_file_size + 100,
+//     e.g. left by a process that allowed larger files; or unreadable): kept, and an error
+//     naming it (it may be the only copy of the rest of mama.xml);
 //   - a valid journal for which mama.xml is an interrupted rewrite (replayed): mama.xml is at
 //     least <cut> bytes and shorter than <new size>, its bytes from the cut on are a prefix of
 //     the tail, and the 4 KiB before the cut match <head sum>; the rest of the tail is
@@ -273,8 +276,22 @@ inline JournalOutcome recover_journal(int dir, int fd, bool read_only, const ope
   unique_fd j(::openat(dir, journal_file_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!j) return JournalOutcome::none;
   std::string journal;
-  const bool readable = pread_all(j.get(), journal, io.max_file_size + 100);
-  const auto entry = readable ? journal_content(journal) : std::nullopt;
+  if (!pread_all(j.get(), journal, io.max_file_size + 100)) {
+    // Perhaps written by a process that allows larger files: it may be the only copy of the
+    // rest of mama.xml, so it is kept, never judged unread.
+    const int saved = errno;
+    const bool too_large = saved == EFBIG;
+    throw error(errc::bad_state_file,
+                "cannot read the save journal " + (f.runtime / journal_file_name).string() +
+                    (too_large ? " (larger than the largest state file allowed, " +
+                                     std::to_string(io.max_file_size) + " bytes)"
+                               : std::string(" (") + std::strerror(saved) + ")") +
+                    ", which may hold the rest of a half-written " + io.file() +
+                    "; run mama as a user who may read it, with a larger limit (or remove it "
+                    "if " +
+                    io.file() + " ends with </settings>); mama changed nothing");
+  }
+  const auto entry = journal_content(journal);
   if (!entry) {
     if (!read_only) ::unlinkat(dir, journal_file_name, 0);  // never reached mama.xml
     return JournalOutcome::invalid;
