@@ -331,6 +331,13 @@ TEST_CASE("list with a live job's lock file replaced by another inode: the job s
   // Everything gone: stale, not busy forever (the new inode is free, the process is dead).
   CHECK(holder.signal_and_wait(SIGKILL) == 128 + SIGKILL);
   ::kill(sleeper, SIGKILL);
+  // kill() returns before the signal has ended the process: wait until it is gone or a zombie
+  // (reparented, it may not be reaped at once), then one list must call the job stale.
+  REQUIRE(eventually([&] {
+    const std::string stat = read_file("/proc/" + std::to_string(sleeper) + "/stat");
+    const auto close = stat.rfind(')');
+    return stat.empty() || (close != std::string::npos && stat.compare(close, 3, ") Z") == 0);
+  }));
   const Result gone = l.run({"list"});
   CHECK(gone.out.find("long job [STALE]\n") != std::string::npos);
 }
