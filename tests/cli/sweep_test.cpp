@@ -259,21 +259,36 @@ std::string stale_claims(int count) {
   return s;
 }
 
+/// A lab of machines m and n after 17 stale claims (so `list` reads /proc/locks once it reaches
+/// m), with `mama run m` holding m for a `sleep` command whose PID is `sleeper`.
+struct LongJob {
+  Lab lab{[] {
+    std::string content = lab_of({"m", "n"});
+    content.insert(content.find("  <machine>"), stale_claims(17));
+    return content;
+  }()};
+  fs::path pidfile = lab.dir / "cmd.pid";
+  Background holder{
+      mama::test::mama_argv({"--state", lab.file.string(), "run", "m", "--job", "long job", "--",
+                             "sh", "-c", "echo $$ > " + pidfile.string() + "; exec sleep 100"}),
+      mama::test::run_env({}), lab.dir / "h.out", lab.dir / "h.err"};
+  fs::path lock = lab.dir / "mama.xml.d" / mama::detail::lock_file_name("m");
+  pid_t sleeper = 0;
+
+  LongJob() {
+    REQUIRE(eventually([&] { return read_file(pidfile).find('\n') != std::string::npos; }));
+    sleeper = std::stoi(read_file(pidfile));
+    REQUIRE(listed(lock));
+  }
+};
+
 TEST_CASE("list learns a live job's hold from /proc/locks without opening its lock file",
           "[sweep][cli]") {
-  // /proc/locks is read once more than 16 records with a token needed a hold: m comes after 17.
-  std::string content = lab_of({"m", "n"});
-  content.insert(content.find("  <machine>"), stale_claims(17));
-  Lab l(content);
-  const fs::path pidfile = l.dir / "cmd.pid";
-  Background holder(
-      mama::test::mama_argv({"--state", l.file.string(), "run", "m", "--job", "long job", "--",
-                             "sh", "-c", "echo $$ > " + pidfile.string() + "; exec sleep 100"}),
-      mama::test::run_env({}), l.dir / "h.out", l.dir / "h.err");
-  REQUIRE(eventually([&] { return read_file(pidfile).find('\n') != std::string::npos; }));
-  const pid_t sleeper = std::stoi(read_file(pidfile));
-  const fs::path lock = l.dir / "mama.xml.d" / mama::detail::lock_file_name("m");
-  REQUIRE(listed(lock));
+  LongJob job;
+  Lab& l = job.lab;
+  Background& holder = job.holder;
+  const pid_t sleeper = job.sleeper;
+  const fs::path& lock = job.lock;
   OpenWatch watch(lock);
 
   const Result busy = l.run({"list"});
@@ -303,18 +318,11 @@ TEST_CASE("list with a live job's lock file replaced by another inode: the job s
   // Someone replaced m's lock file (a cleanup of the runtime directory) while `mama run` holds
   // the old inode: /proc/locks lists the old inode only, the new one is free. The sweep must not
   // call the job stale while its recorded process lives, nor busy once everything is gone.
-  std::string content = lab_of({"m", "n"});
-  content.insert(content.find("  <machine>"), stale_claims(17));  // so /proc/locks is read
-  Lab l(content);
-  const fs::path pidfile = l.dir / "cmd.pid";
-  Background holder(
-      mama::test::mama_argv({"--state", l.file.string(), "run", "m", "--job", "long job", "--",
-                             "sh", "-c", "echo $$ > " + pidfile.string() + "; exec sleep 100"}),
-      mama::test::run_env({}), l.dir / "h.out", l.dir / "h.err");
-  REQUIRE(eventually([&] { return read_file(pidfile).find('\n') != std::string::npos; }));
-  const pid_t sleeper = std::stoi(read_file(pidfile));
-  const fs::path lock = l.dir / "mama.xml.d" / mama::detail::lock_file_name("m");
-  REQUIRE(listed(lock));
+  LongJob job;
+  Lab& l = job.lab;
+  Background& holder = job.holder;
+  const pid_t sleeper = job.sleeper;
+  const fs::path& lock = job.lock;
   write_file(l.dir / "mama.xml.d" / "replacement", "");
   fs::rename(l.dir / "mama.xml.d" / "replacement", lock);
   REQUIRE_FALSE(listed(lock));
