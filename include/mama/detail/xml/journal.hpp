@@ -89,27 +89,8 @@ inline std::size_t rewrite_cut(std::string_view current, std::string_view conten
   return keep;
 }
 
-/// The journal's checksum: checksum64's mixing over four independent lanes of 8 bytes, so a
-/// large tail is summed at memory speed rather than one multiply chain at a time.
-inline std::uint64_t journal_sum(std::string_view data) noexcept {
-  std::uint64_t lane[4] = {0x9e3779b97f4a7c15ull ^ data.size(), 0x243f6a8885a308d3ull,
-                           0x13198a2e03707344ull, 0xa4093822299f31d0ull};
-  std::size_t i = 0;
-  for (; i + 32 <= data.size(); i += 32) {
-    for (int j = 0; j < 4; ++j) {
-      std::uint64_t w;
-      std::memcpy(&w, data.data() + i + 8 * j, 8);
-      lane[j] = (lane[j] ^ w) * 0xff51afd7ed558ccdull;
-      lane[j] ^= lane[j] >> 32;
-    }
-  }
-  std::uint64_t h = checksum64(data.substr(i));
-  for (std::uint64_t l : lane) {
-    h = (h ^ l) * 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 29;
-  }
-  return h;
-}
+/// The journal's checksum (wide_checksum64).
+inline std::uint64_t journal_sum(std::string_view data) noexcept { return wide_checksum64(data); }
 
 /// The checksum of the journal's head window: the up to 4 KiB of `content` before `cut`.
 inline std::uint64_t journal_head_sum(std::string_view content, std::size_t cut) noexcept {
