@@ -14,6 +14,7 @@
 #include <mama/guard.hpp>
 #include <mama/xml_state_store.hpp>
 #include <regex>
+#include <vector>
 
 #include "support.hpp"
 
@@ -613,6 +614,109 @@ TEST_CASE("a transaction goes on after a commit: reads and further saves follow 
   // Both machines cleared in one save: only their job elements differ from the original.
   const std::string after = read_file(file);
   CHECK(without_job_fields(after) == without_job_fields(before));
+}
+
+// The check record (detail/xml/check_record.hpp) as the store uses it: a new store trusts it
+// only for the bytes it was made of.
+TEST_CASE("a new store uses the check record only for the bytes it describes",
+          "[xml_store][check_record]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  const auto record = dir / "mama.xml.d" / "checked";
+  write_file(file, sample("php_written.xml"));
+  {
+    XmlStateStore store(file);
+    save_record(store, "vm-1", full_record("kept job"));  // creates mama.xml.d and the record
+  }
+  REQUIRE(fs::is_regular_file(record));
+  const std::string saved = read_file(file);
+  const auto decoded = mama::detail::decode_check_record(read_file(record));
+  REQUIRE(decoded);
+  std::vector<std::uint64_t> sums;
+  REQUIRE(mama::detail::check_record_matches(*decoded, saved, sums));
+
+  // A record of these bytes whose names are swapped: a new store that reads through it finds
+  // vm-1's job under test-machine, which proves the record, not a parse, gave the index.
+  mama::detail::check_record swapped = *decoded;
+  REQUIRE(swapped.names.size() >= 2);
+  std::swap(swapped.names[0], swapped.names[1]);
+  REQUIRE(swapped.names[1] == "vm-1");
+  const auto plant = [&](const mama::detail::check_record& r) {
+    write_file(record,
+               mama::detail::encode_check_record(r.size, r.utf8, r.sums, r.extents, r.names));
+  };
+
+  SECTION("the bytes it was made of: it gives the index") {
+    plant(swapped);
+    XmlStateStore fresh(file);
+    auto tx = fresh.begin();
+    CHECK(tx.find(swapped.names[0])->job == "kept job");
+    // A save through a wrong index is refused by the read-back check; nothing is written.
+    tx.write("vm-1", full_record("other job"));
+    CHECK_THROWS_AS(tx.commit(), mama::error);
+    CHECK(read_file(file) == saved);
+  }
+  SECTION("one byte changed by another writer, size kept: the file is read, not the record") {
+    plant(swapped);
+    std::string changed = saved;
+    const auto at = changed.find("kept job");
+    REQUIRE(at != std::string::npos);
+    changed.replace(at, 8, "PHP  job");
+    write_file(file, changed);
+    XmlStateStore fresh(file);
+    auto tx = fresh.begin();
+    CHECK(tx.find("vm-1")->job == "PHP  job");
+    CHECK(tx.find("test-machine")->job != "PHP  job");  // found by its own name
+    // The check wrote a record of the new bytes.
+    const auto now = mama::detail::decode_check_record(read_file(record));
+    REQUIRE(now);
+    CHECK(mama::detail::check_record_matches(*now, changed, sums));
+  }
+  SECTION("a same-size change that breaks the XML is refused, the file left as it was") {
+    plant(*decoded);
+    std::string broken = saved;
+    const auto at = broken.find("</name>");
+    REQUIRE(at != std::string::npos);
+    broken.replace(at, 7, "</nam> ");
+    write_file(file, broken);
+    XmlStateStore fresh(file);
+    CHECK_THROWS_AS(fresh.begin(), mama::error);
+    CHECK(read_file(file) == broken);
+  }
+  SECTION("a torn record is ignored and written anew") {
+    const std::string whole = read_file(record);
+    write_file(record, whole.substr(0, whole.size() / 2));
+    XmlStateStore fresh(file);
+    CHECK(fresh.begin().find("vm-1")->job == "kept job");
+    CHECK(read_file(record) == whole);
+  }
+  SECTION("switched off: no record is read or written") {
+    plant(swapped);
+    XmlStoreOptions o;
+    o.check_record = false;
+    XmlStateStore fresh(file, o);
+    CHECK(fresh.begin().find("vm-1")->job == "kept job");
+    fs::remove(record);
+    save_record(fresh, "vm-1", {});
+    CHECK(!fs::exists(record));
+  }
+}
+
+TEST_CASE("reading a file does not create its runtime directory, not even for the check record",
+          "[xml_store][check_record]") {
+  // Root listing a lab first would otherwise make a directory that the lab's users cannot
+  // write their lock files in.
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  write_file(file, sample("php_written.xml"));
+  XmlStateStore store(file);
+  CHECK(store.begin().machines().size() >= 2);
+  CHECK(!fs::exists(dir / "mama.xml.d"));
+  // Once the directory is there (a claim made it), a read leaves the record in it.
+  fs::create_directory(dir / "mama.xml.d");
+  XmlStateStore fresh(file);
+  CHECK(fresh.begin().machines().size() >= 2);
+  CHECK(fs::is_regular_file(dir / "mama.xml.d" / "checked"));
 }
 
 TEST_CASE("one file reached through symbolic links shares its holds, journal and runtime directory",

@@ -9,6 +9,8 @@
 //   scan.hpp        a machine's fields read from its bytes (text as pugixml decodes it)
 //   lock_files.hpp  the runtime directory `<file>.d/`, per-machine lock files, who holds one
 //   inotify.hpp     the pool of inotify descriptors for waiters
+//   check_record.hpp `<file>.d/checked`: the bytes the last process checked, for a new process
+//                   (tests/check_record_test.cpp)
 // This header keeps what needs pugixml: open/lock, checking the file (whole, or by what
 // changed), planning a save's edits on one machine's element and checking them, and the public
 // types.
@@ -28,6 +30,11 @@
 //   checked or saved, with where each machine element lies and a name -> machine table.
 //   Another begin() then costs what changed, not what the file holds:
 //   - the same bytes (one memcmp): nothing to check again;
+//   - bytes that the check record `<file>.d/checked` describes (their size and the checksum
+//     of each 64 KiB block): the record's machine extents and names, nothing parsed. The last
+//     mama process that checked or saved the file wrote it, so a new process (`mama run`,
+//     `mama list`) starts from there (detail/xml/check_record.hpp; XmlStoreOptions::
+//     check_record);
 //   - bytes that differ from them only inside a run of whole machine elements (the common
 //     prefix and suffix are compared): that run of the new bytes must parse by itself, as a
 //     fragment, into machine elements with only blanks and comments between. The bytes around
@@ -40,6 +47,7 @@
 //   - anything else (first begin() of a store, a change between machines or outside
 //     <settings>): the whole file is parsed, as before.
 //   A commit's own save is remembered too: its edited machines were parsed back by themselves.
+//   A state checked here, and each commit's, is written as the new check record.
 //   So a machine is found through the table built from what pugixml read (a machine in a
 //   comment or CDATA section is never one; a name written with entities or CDATA is found by
 //   its text), and its fields are read by scanning its element's bytes (detail/xml/scan.hpp;
@@ -98,6 +106,7 @@
 
 #include "mama/detail/posix.hpp"
 #include "mama/detail/text.hpp"
+#include "mama/detail/xml/check_record.hpp"
 #include "mama/detail/xml/inotify.hpp"
 #include "mama/detail/xml/journal.hpp"
 #include "mama/detail/xml/lock_files.hpp"
@@ -129,6 +138,10 @@ struct XmlStoreOptions {
   std::filesystem::path runtime_dir;
   /// Refuse state files larger than this (a lab of 10,000 machines is about 8 MiB).
   std::size_t max_file_size = 64u << 20;
+  /// Keep `<file>.d/checked`, the check record (detail/xml/check_record.hpp): a new process
+  /// then checks a file that the last mama process checked or saved by checksums instead of
+  /// parsing it whole. Off: each new store parses the file whole once (benchmarks compare).
+  bool check_record = true;
   /// Test-only: called at each step of a save (a crash test kills the process there).
   std::function<void(SaveStep)> crash_hook;
 };
@@ -160,6 +173,8 @@ class XmlStateStore {
     // ISO-8859-1), a machine parsed by itself would be read differently, so every change is
     // checked whole, and job text must be ASCII.
     bool utf8 = true;
+    // detail::block_sums of content, for the check record.
+    std::vector<std::uint64_t> sums;
   };
   // A machine a commit edits: where it was and where it is in the new content.
   struct edited_machine {
@@ -371,6 +386,7 @@ class XmlStateStore {
       shared_->save(lock_fd_.get(), *state_->content, *saved->content, same_before, file_);
       state_ = std::move(saved);
       shared_->remember(state_);  // the next begin() that reads these bytes checks nothing
+      shared_->record(*state_, file_, read_only_);  // nor does a new process's
       staged_.clear();
     }
 
@@ -445,7 +461,7 @@ class XmlStateStore {
     t.shared_ = shared_;
     shared_->open_locked(t.lock_fd_, t.read_only_, t.file_);
     shared_->recover(t.lock_fd_.get(), t.read_only_, t.file_);
-    t.state_ = shared_->read_checked(t.lock_fd_.get(), t.file_);
+    t.state_ = shared_->read_checked(t.lock_fd_.get(), t.read_only_, t.file_);
     return t;
   }
 
@@ -613,7 +629,8 @@ class XmlStateStore {
 
     // Reads the file and checks it (see check()); the remembered state when the file still
     // holds its bytes.
-    std::shared_ptr<const checked_state> read_checked(int lock_fd, detail::opened_file& f) {
+    std::shared_ptr<const checked_state> read_checked(int lock_fd, bool read_only,
+                                                      detail::opened_file& f) {
       detail::unique_fd own;
       int fd = lock_fd;
       if (standalone()) {
@@ -628,7 +645,7 @@ class XmlStateStore {
       if (auto same = unchanged(fd)) return same;
       std::string content;
       read_fd(fd, content);
-      return check(std::move(content));
+      return check(std::move(content), f, read_only);
     }
 
     // The remembered state when the file open on `fd` holds exactly its bytes, compared as they
@@ -665,11 +682,14 @@ class XmlStateStore {
       detail::read_state_bytes(fd, content, io());
     }
 
-    // The checked state of `bytes` (see "Checked once" at the top of this header): the state
-    // remembered last when the bytes are the same; else, when they differ from it only inside
-    // machine elements, that state with just the changed machines checked; else the whole file.
-    // Throws bad_state_file naming the file.
-    std::shared_ptr<const checked_state> check(std::string bytes) {
+    // The checked state of `bytes` read from the file `f` (see "Checked once" at the top of
+    // this header): the state remembered last when the bytes are the same; else the check
+    // record's when it describes them; else, when they differ from the state remembered last
+    // only inside machine elements, that state with just the changed machines checked; else the
+    // whole file. A state checked here is written as the check record. Throws bad_state_file
+    // naming the file.
+    std::shared_ptr<const checked_state> check(std::string bytes, const detail::opened_file& f,
+                                               bool read_only) {
       std::shared_ptr<const checked_state> last;
       {
         std::lock_guard lock(mutex);
@@ -679,11 +699,51 @@ class XmlStateStore {
           std::memcmp(last->content->data(), bytes.data(), bytes.size()) == 0)
         return last;
       auto content = std::make_shared<const std::string>(std::move(bytes));
-      std::shared_ptr<const checked_state> state;
-      if (last) state = check_changes(*last, content);
+      std::shared_ptr<const checked_state> state = from_record(content, f);
+      const bool recorded = state != nullptr;
+      if (!state && last) state = check_changes(*last, content);
       if (!state) state = check_whole(content);
       remember(state);
+      if (!recorded) record(*state, f, read_only);
       return state;
+    }
+
+    // The state of `content` that the check record describes, or null (no record, or not of
+    // these bytes; see detail/xml/check_record.hpp).
+    std::shared_ptr<const checked_state> from_record(
+        const std::shared_ptr<const std::string>& content, const detail::opened_file& f) const {
+      if (!options.check_record) return nullptr;
+      try {
+        const auto dir = runtime_dir_fd(f, false);
+        if (!dir) return nullptr;
+        auto r = detail::read_check_record(dir.get(), options.max_file_size);
+        auto state = std::make_shared<checked_state>();
+        if (!r || !detail::check_record_matches(*r, *content, state->sums)) return nullptr;
+        state->content = content;
+        state->utf8 = r->utf8;
+        state->extents = std::move(r->extents);
+        state->names = make_names(std::move(r->names));
+        return state;
+      } catch (const error&) {
+        return nullptr;  // e.g. a runtime directory that is a symbolic link: begin() says so
+      }
+    }
+
+    // Writes the check record of `state`, the content of the file `f` now. Best effort: a
+    // record not written only costs the next new process a check.
+    void record(const checked_state& state, const detail::opened_file& f, bool read_only) const {
+      if (!options.check_record || read_only) return;
+      try {
+        // Not created for the record: a read command (`mama list` run as root, say) must not
+        // make the directory that the lab's users' claims need to write in.
+        const auto dir = runtime_dir_fd(f, false);
+        if (!dir) return;
+        detail::write_check_record(
+            dir.get(), f,
+            detail::encode_check_record(state.content->size(), state.utf8, state.sums,
+                                        state.extents, state.names->names));
+      } catch (const std::exception&) {
+      }
     }
 
     void remember(std::shared_ptr<const checked_state> state) {
@@ -769,6 +829,7 @@ class XmlStateStore {
       auto state = std::make_shared<checked_state>();
       state->content = bytes;
       state->utf8 = result.encoding == pugi::encoding_utf8;
+      state->sums = detail::block_sums(content);
       std::vector<std::string> names;
       for (pugi::xml_node m : doc.document_element().children("machine")) {
         const auto x = locate_element(content, m);
@@ -830,6 +891,7 @@ class XmlStateStore {
       }
       auto state = std::make_shared<checked_state>();
       state->content = bytes;
+      state->sums = detail::block_sums(now, old.sums, a);
       const auto i = static_cast<std::size_t>(first - ex.begin());
       const auto j = static_cast<std::size_t>(last - ex.begin()) + 1;
       state->extents.reserve(ex.size() - (j - i) + fresh.size());
@@ -866,6 +928,9 @@ class XmlStateStore {
       state->content = std::make_shared<const std::string>(std::move(next));
       state->names = old.names;
       state->utf8 = old.utf8;
+      std::size_t same_before = state->content->size();  // the bytes before every edit
+      for (const edited_machine& e : edited) same_before = std::min(same_before, e.was.begin);
+      state->sums = detail::block_sums(*state->content, old.sums, same_before);
       state->extents = old.extents;
       std::size_t e = 0;
       std::ptrdiff_t delta = 0;
