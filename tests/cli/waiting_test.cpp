@@ -139,7 +139,7 @@ TEST_CASE("on a terminal, one status line that fits the window, cut between char
   TempDir dir;
   const fs::path file = dir / "mama.xml";
   // Longer than the window, in ASCII, then in wide characters (2 columns, 3 bytes each).
-  for (const std::string job :
+  for (const std::string& job :
        {std::string(150, 'j'), std::string("長い仕事の名前長い仕事の名前長い仕事の名前長い仕事")}) {
     write_file(file, remote_lab(job));
     for (const unsigned short width : {40, 57}) {
