@@ -5,13 +5,18 @@
 //
 //   sweep/xml            records as this library writes them (token: the hold decides)
 //   sweep/xml_php        records as the PHP tool writes them (no token: ProcProbe per holder)
-//   sweep/xml_parse_only lock + read + parse + machines(), no assessing: the file's share
-//   sweep/xml_begin_only lock + read + parse (begin() alone): without building machines()
+//   sweep/xml_parse_only lock + read + parse + machines(), no assessing: the file's share when
+//                        it is checked whole (no check record: the first process after a
+//                        write by the PHP tool)
+//   sweep/xml_begin_only lock + read + parse (begin() alone, no check record): without
+//                        building machines()
 //   sweep/xml_fields     lock + read + every machine's fields (for_each_machine), one store kept
 //                        across iterations, as a long-lived process has it: the file is checked
 //                        once, then found unchanged by a memcmp
-//   sweep/xml_fields_cold the same with a fresh store each time (as each `mama list` process):
-//                        the whole file is parsed to check it
+//   sweep/xml_fields_cold the same with a fresh store each time (as each `mama list` process
+//                        after another mama process): the check record describes the bytes
+//   sweep/xml_fields_unrecorded the same without the check record (as the first `mama list`
+//                        after a write by the PHP tool): the whole file is parsed to check it
 //   floor/lock_read      open + flock + fstat + read the whole file + close: what any reader of
 //                        the file pays, the floor of a sweep and of a transaction
 //   sweep/memory         the same records on MemoryStateStore: the assess loop without the file
@@ -43,6 +48,13 @@ bool check_counts(benchmark::State& state, Store& store, std::size_t n) {
     return false;
   }
   return true;
+}
+
+// A store that checks the whole file at its first begin(), as after a write by the PHP tool.
+mama::XmlStoreOptions unrecorded() {
+  mama::XmlStoreOptions o;
+  o.check_record = false;
+  return o;
 }
 
 void set_counters(benchmark::State& state, std::size_t n) {
@@ -90,7 +102,7 @@ void BM_sweep_parse_only(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   const auto path = mama_bench::lab_file("sweep-mama", n, style::mama);
   for (auto _ : state) {
-    mama::XmlStateStore store(path);
+    mama::XmlStateStore store(path, unrecorded());
     auto tx = store.begin();
     benchmark::DoNotOptimize(tx.machines());
   }
@@ -106,7 +118,7 @@ void BM_sweep_begin_only(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   const auto path = mama_bench::lab_file("sweep-mama", n, style::mama);
   for (auto _ : state) {
-    mama::XmlStateStore store(path);
+    mama::XmlStateStore store(path, unrecorded());
     benchmark::DoNotOptimize(store.begin());
   }
   set_counters(state, n);
@@ -126,7 +138,9 @@ std::size_t read_fields(const mama::XmlStateStore::transaction& tx) {
   return bytes;
 }
 
-void BM_sweep_fields(benchmark::State& state, bool fresh_store) {
+enum class fields_store { kept, fresh, fresh_unrecorded };
+
+void BM_sweep_fields(benchmark::State& state, fields_store which) {
   const auto n = static_cast<std::size_t>(state.range(0));
   const auto path = mama_bench::lab_file("sweep-mama", n, style::mama);
   mama::XmlStateStore kept(path);
@@ -137,8 +151,9 @@ void BM_sweep_fields(benchmark::State& state, bool fresh_store) {
     return;
   }
   for (auto _ : state) {
-    if (fresh_store) {
-      mama::XmlStateStore store(path);
+    if (which != fields_store::kept) {
+      mama::XmlStateStore store(
+          path, which == fields_store::fresh ? mama::XmlStoreOptions{} : unrecorded());
       benchmark::DoNotOptimize(read_fields(store.begin()));
     } else {
       benchmark::DoNotOptimize(read_fields(kept.begin()));
@@ -146,13 +161,18 @@ void BM_sweep_fields(benchmark::State& state, bool fresh_store) {
   }
   set_counters(state, n);
 }
-BENCHMARK_CAPTURE(BM_sweep_fields, warm, false)
+BENCHMARK_CAPTURE(BM_sweep_fields, warm, fields_store::kept)
     ->Name("sweep/xml_fields")
     ->RangeMultiplier(10)
     ->Range(10, 10000)
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_sweep_fields, cold, true)
+BENCHMARK_CAPTURE(BM_sweep_fields, cold, fields_store::fresh)
     ->Name("sweep/xml_fields_cold")
+    ->RangeMultiplier(10)
+    ->Range(10, 10000)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_sweep_fields, unrecorded, fields_store::fresh_unrecorded)
+    ->Name("sweep/xml_fields_unrecorded")
     ->RangeMultiplier(10)
     ->Range(10, 10000)
     ->Unit(benchmark::kMicrosecond);

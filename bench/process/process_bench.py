@@ -9,12 +9,17 @@ Every command runs in one hyperfine invocation (so medians and ratios come from 
   mama --version                     start-up only
   mama --state F list                N = each size
   mama --state F list                the same on a lab whose records mama wrote (list-mama)
+  mama --state F list                the same as `list`, without the check record (list-unrecorded:
+                                     hyperfine's --prepare removes `F.d/checked` before each run, as
+                                     a write by the PHP tool makes it useless): the whole-file check
   mama --state F run lab-00002 -- /bin/true   (default settings: synced)
   php php_claim_release.php ...      the PHP tool's own claim + release (when php and its sources
                                      are there; skipped otherwise, and the report says so)
 Labs: N machines as bench/bench_support.hpp writes them with PHP-tool records: a third dead holders
 (PIDs with no process), a third running (a `sleep` this script started), a third idle; lab-00002
-is idle. Each command kind has its own copy of the file. `list-mama/N` lists a lab whose records
+is idle. Each command kind has its own copy of the file; the `list` lab has its runtime
+directory `mama.xml.d/`, as a lab where mama has run before (a `list` leaves the check record
+there, which the next `list` uses). `list-mama/N` lists a lab whose records
 mama wrote (with a claim token, so the machine's lock file decides): a third held by a live
 process (one process holding their flocks, as a job holds what `mama run` took), a third whose
 holder is gone (lock file there, free), a third idle. Peak RSS: wait4() of one extra run each.
@@ -212,18 +217,24 @@ def main():
                 path = os.path.join(a.state_dir, f"{n}-{kind}", "mama.xml")
                 write_lab(path, n, php_records(holder.pid, dead))
                 labs[(n, kind)] = path
+            # A lab where mama has run before has its runtime directory, where a list leaves the
+            # check record (a list never creates the directory itself).
+            os.makedirs(os.path.realpath(labs[(n, "list")]) + ".d", exist_ok=True)
             path = os.path.join(a.state_dir, f"{n}-list-mama", "mama.xml")
             lock_holders.append(mama_lab(path, n, dead))
             labs[(n, "list-mama")] = path
         # The disk's floor for a synced `run`: one process making six synced 4 KiB writes (a synced
         # claim + release flushes six times: journal, its directory entry, mama.xml; twice).
         floor_file = os.path.join(a.state_dir, "sync-floor")
+        prepare = {}  # command -> what runs before each of its timed runs
         cmds = [("true", ["/bin/true"]), ("version", [a.mama, "--version"]),
                 ("sync6", ["dd", "if=/dev/zero", f"of={floor_file}", "bs=4096", "count=6",
                            "oflag=dsync", "status=none"])]
         for n in sizes:
             cmds.append((f"list/{n}", [a.mama, "--state", labs[(n, "list")], "list"]))
             cmds.append((f"list-mama/{n}", [a.mama, "--state", labs[(n, "list-mama")], "list"]))
+            cmds.append((f"list-unrecorded/{n}", [a.mama, "--state", labs[(n, "list")], "list"]))
+            prepare[f"list-unrecorded/{n}"] = ["rm", "-f", labs[(n, "list")] + ".d/checked"]
             cmds.append((f"run/{n}", [a.mama, "--state", labs[(n, "run")], "run", "lab-00002",
                                       "--", "/bin/true"]))
             if with_php:
@@ -233,9 +244,15 @@ def main():
                ["--warmup", "3", "--min-runs", "20", "--max-runs", "100"]
         hf = ["hyperfine", "-N", "--style", "basic", *runs, "--export-json", a.out + ".json"]
         for name, argv in cmds:
+            hf += ["--prepare", " ".join(prepare.get(name, ["/bin/true"]))]
+        for name, argv in cmds:
             hf += ["-n", name, " ".join(argv)]
         subprocess.run(hf, check=True, stdout=sys.stderr)
-        rss = {name: peak_rss_kib(argv) for name, argv in cmds}
+        rss = {}
+        for name, argv in cmds:
+            if name in prepare:
+                subprocess.run(prepare[name], check=True)
+            rss[name] = peak_rss_kib(argv)
     finally:
         for p in [holder, *lock_holders]:
             p.kill()
@@ -258,29 +275,31 @@ def main():
               f"synced `run`) | {fmt_time(g('sync6'))} | {g('sync6') / g('true'):.1f}× "
               f"| {fmt_kib(rss['sync6'])} |\n")
     head = ("| machines | file | `mama list` | `mama list`, records mama wrote | "
-            "`mama run m -- true` (synced) |")
-    sep = "|---:|---:|---:|---:|---:|"
+            "`mama list`, no check record (after a PHP write) | `mama run m -- true` (synced) |")
+    sep = "|---:|---:|---:|---:|---:|---:|"
     if with_php:
         head += " PHP tool: claim + release (`php`) | PHP / `mama run` |"
         sep += "---:|---:|"
-    head += " RSS `list` | RSS `run` |" + (" RSS PHP |" if with_php else "")
-    sep += "---:|---:|" + ("---:|" if with_php else "")
+    head += " RSS `list` | RSS `list`, no record | RSS `run` |" + (" RSS PHP |" if with_php else "")
+    sep += "---:|---:|---:|" + ("---:|" if with_php else "")
     md += [head, sep]
-    dat = ["# machines list run php true version rss_list_kib rss_run_kib rss_php_kib list_mama"]
+    dat = ["# machines list run php true version rss_list_kib rss_run_kib rss_php_kib list_mama list_unrecorded"]
     for n in sizes:
         size = os.path.getsize(labs[(n, "list")])
         row = (f"| {n:,} | {size / 1024:,.0f} KiB | {fmt_time(g(f'list/{n}'))} | "
-               f"{fmt_time(g(f'list-mama/{n}'))} | {fmt_time(g(f'run/{n}'))} |")
+               f"{fmt_time(g(f'list-mama/{n}'))} | {fmt_time(g(f'list-unrecorded/{n}'))} | "
+               f"{fmt_time(g(f'run/{n}'))} |")
         if with_php:
             row += f" {fmt_time(g(f'php/{n}'))} | {g(f'php/{n}') / g(f'run/{n}'):.2f}× |"
-        row += f" {fmt_kib(rss[f'list/{n}'])} | {fmt_kib(rss[f'run/{n}'])} |"
+        row += (f" {fmt_kib(rss[f'list/{n}'])} | {fmt_kib(rss[f'list-unrecorded/{n}'])} "
+                f"| {fmt_kib(rss[f'run/{n}'])} |")
         if with_php:
             row += f" {fmt_kib(rss[f'php/{n}'])} |"
         md.append(row)
         dat.append(" ".join(str(x) for x in (
             n, g(f"list/{n}") * 1e9, g(f"run/{n}") * 1e9, g(f"php/{n}") * 1e9, g("true") * 1e9,
             g("version") * 1e9, rss[f"list/{n}"], rss[f"run/{n}"], rss.get(f"php/{n}", nan),
-            g(f"list-mama/{n}") * 1e9)))
+            g(f"list-mama/{n}") * 1e9, g(f"list-unrecorded/{n}") * 1e9)))
     if not with_php:
         md.append(f"\nThe PHP tool's column is left out: {php_reason}.")
     md.append("\n| target | measured | |\n|---|---:|---|")
@@ -302,6 +321,8 @@ def main():
                    "{:.2f}×")
             target("`mama list` on 1,000 ≤ 1.5× on 10, records mama wrote",
                    g("list-mama/1000") / g("list-mama/10"), 1.5, "{:.2f}×")
+            target("`mama list` on 1,000 ≤ 1.5× on 10, no check record (after a PHP write)",
+                   g("list-unrecorded/1000") / g("list-unrecorded/10"), 1.5, "{:.2f}×")
     if 1000 in sizes and ps:
         holders = 1000 * 2 // 3 + 1
         target(f"`mama list` on 1,000 ≥ 500× the original ({holders} × `ps -p`, "
