@@ -208,21 +208,39 @@ inline std::optional<settings_machines> check_in_pieces(std::string_view content
     }
     if (k != placed.size()) return std::nullopt;
   }
+  // The machines, a run at a time: machines with only blanks between them (as a lab is
+  // written), up to about 64 KiB, parsed together as a fragment whose elements must be exactly
+  // those machines, each where the scan put it. A machine ends in '>' and only blank text may
+  // follow it in the fragment, so pugixml's element ends where the scan's extent does, and its
+  // bytes parse in the file as they parse here.
+  constexpr std::size_t run_bytes = 64 << 10;
+  const std::vector<machine_extent>& xs = *found;
   settings_machines out;
-  out.names.reserve(found->size());
-  pugi::xml_document piece;
-  for (const machine_extent& x : *found) {
-    const std::string_view bytes = content.substr(x.begin, x.end - x.begin);
-    if (bytes.empty() || bytes.back() != '>') return std::nullopt;
-    const auto result = piece.load_buffer(bytes.data(), bytes.size(), xml_parse_flags);
+  out.names.reserve(xs.size());
+  pugi::xml_document doc;
+  for (std::size_t i = 0; i < xs.size();) {
+    std::size_t j = i + 1;
+    while (j < xs.size() && xs[j].end - xs[i].begin <= run_bytes &&
+           is_blank(content.substr(xs[j - 1].end, xs[j].begin - xs[j - 1].end)))
+      ++j;
+    const std::size_t from = xs[i].begin;
+    const std::string_view run = content.substr(from, xs[j - 1].end - from);
+    const auto result =
+        doc.load_buffer(run.data(), run.size(), xml_parse_flags | pugi::parse_fragment);
     if (!result || result.encoding != pugi::encoding_utf8) return std::nullopt;
-    const pugi::xml_node m = piece.document_element();
-    if (m != piece.first_child() || m != piece.last_child() ||
-        std::string_view(m.name()) != "machine")
-      return std::nullopt;
-    const auto e = locate_element(bytes, m);
-    if (!e || e->begin != 0 || e->end != bytes.size()) return std::nullopt;
-    out.names.emplace_back(m.child("name").text().get());
+    std::size_t k = i;
+    for (pugi::xml_node n : doc.children()) {
+      if (n.type() == pugi::node_pcdata && is_blank(n.value())) continue;
+      if (n.type() != pugi::node_element || k == j || std::string_view(n.name()) != "machine" ||
+          content[xs[k].end - 1] != '>')
+        return std::nullopt;
+      const auto e = locate_element(run, n);
+      if (!e || from + e->begin != xs[k].begin || from + e->end != xs[k].end) return std::nullopt;
+      out.names.emplace_back(n.child("name").text().get());
+      ++k;
+    }
+    if (k != j) return std::nullopt;
+    i = j;
   }
   out.extents = std::move(*found);
   return out;
