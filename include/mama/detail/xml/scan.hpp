@@ -2,7 +2,9 @@
 // DOM. No pugixml here; tests/scan_test.cpp holds it against pugixml's reading.
 //
 // Everything here works on bytes that pugixml has already accepted (a whole file, or a machine
-// element checked by itself), so it can be lenient about what well-formed XML rules out. What
+// element checked by itself), so it can be lenient about what well-formed XML rules out; the
+// one exception, scan::root_machine_children, only proposes where machines lie, which the
+// store then proves by parsing (XmlStateStore's check_in_pieces). What
 // it returns must equal what the store's pugixml reading gives (parse flags
 // detail::xml_parse_flags in xml_state_store.hpp: no end-of-line normalisation, whitespace text
 // kept, entities decoded):
