@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz/round_trip.hpp"
 #include "support.hpp"
 
 namespace fs = std::filesystem;
@@ -80,6 +81,7 @@ XmlStoreOptions quick() {
 // it; else machines() and for_each_machine() equal the DOM's machines, and find() of each
 // uniquely named machine equals its job fields. Returns whether the file was valid.
 bool agrees_with_dom(const fs::path& path, const std::string& content, XmlStateStore& store) {
+  CHECK(mama::fuzz::pieces_agree(content) == "");
   write_file(path, content);
   const DomReading dom = dom_read(content);
   std::optional<XmlStateStore::transaction> t;
@@ -291,10 +293,160 @@ TEST_CASE("for_each_machine, machines() and find() read as the DOM did") {
       }
       s += "</settings>\n";
       INFO("file:\n" << s);
-      valid += agrees_with_dom(path, s, store);
+      const bool ok = agrees_with_dom(path, s, store);
+      valid += ok;
+      // Every valid generated file is checked in pieces, not only the whole document.
+      CHECK(mama::detail::check_in_pieces(s).has_value() == ok);
     }
     CHECK(valid > 200);
   }
+}
+
+TEST_CASE("a whole file is checked in pieces as the whole document reads it") {
+  using namespace std::string_literals;
+  using mama::detail::check_in_pieces;
+  using mama::fuzz::whole_document_machines;
+  TempDir dir;
+  const auto path = dir / "mama.xml";
+  const std::string head = "<?xml version=\"1.0\"?>\n<settings>\n";
+  const std::string tail = "</settings>\n";
+
+  // The pieces check accepts each of these, with the machines (extents and names) of the
+  // whole document's parse; the store reads them as the DOM did.
+  const std::vector<std::string> valid = {
+      head + "<machine><name>a</name></machine>\n<!-- c -->\n<machine><name>b</name></machine>\n" +
+          tail,
+      head + "<machine><name><![CDATA[cd<ata>]]></name></machine>" +
+          "<machine><name>&#x41;&lt;&amp;b</name></machine>\n" + tail,
+      head + "<!-- <machine><name>ghost</name></machine> -->\n" +
+          "<![CDATA[<machine><name>ghost</name></machine>]]>\n" +
+          "<group note=\"<machine/>\" other='<machine><name>x</name></machine>'>" +
+          "<machine><name>in group</name></machine></group>\n" +
+          "<machine><name>real</name></machine>\n" + tail,
+      head + "<machine><name>outer</name><sub><machine><name>inner</name></machine></sub>" +
+          "</machine>\n" + tail,
+      "<?xml version=\"1.0\"?>\r\n<settings>\r\n  <machine>\r\n    <name>crlf</name>\r\n"
+      "  </machine>\r\n  <machine>\r\n    <name>two</name>\r\n  </machine>\r\n</settings>\r\n",
+      head + "<machine id=\"a>b\" k='>'><name>gt</name></machine>\n" + tail,
+      head + "<machine/>\n<machine />\n<machine\n/><machine><name>n</name></machine>" + tail,
+      head + "<machine ><name>sp</name></machine ><machine\t\n><name>tab</name></machine\n>" + tail,
+      head + "<machines><machine><name>deep</name></machine></machines>" +
+          "<machine_x/><machinery><name>no</name></machinery>" +
+          "<machine><name>yes</name></machine>" + tail,
+      "\xef\xbb\xbf<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<?pi x?>\n<!-- prolog -->\n"
+      "<settings version=\"2\">text &amp; more<machine><name>bom</name></machine>text</settings>"
+      "\n<!-- after -->\n<?after?>\n",
+      head + "<machine><name>x</name><job><![CDATA[</machine></settings>]]></job>" +
+          "<os><!-- </machine> --></os><?pi </machine>?></machine>" + tail,
+      "<settings><machine><name>no declaration</name></machine></settings>",
+  };
+  for (const std::string& content : valid) {
+    INFO("file:\n" << content);
+    const auto pieces = check_in_pieces(content);
+    REQUIRE(pieces);
+    CHECK(mama::fuzz::pieces_agree(content) == "");
+    CHECK_FALSE(pieces->extents.empty());
+    XmlStateStore store(path, quick());
+    CHECK(agrees_with_dom(path, content, store));
+  }
+  {
+    const auto pieces = check_in_pieces(valid[2]);
+    REQUIRE(pieces);
+    CHECK(pieces->names == std::vector<std::string>{"real"});
+    const auto nested = check_in_pieces(valid[3]);
+    REQUIRE(nested);
+    CHECK(nested->names == std::vector<std::string>{"outer"});
+    const auto entity = check_in_pieces(valid[1]);
+    REQUIRE(entity);
+    CHECK(entity->names == std::vector<std::string>{"cd<ata>", "A<&b"});
+  }
+
+  // Valid, but the pieces check cannot tell: the store checks the whole document.
+  const std::vector<std::string> declined = {
+      "<?xml version=\"1.0\"?>\n<!DOCTYPE settings>\n<settings><machine><name>d</name>"
+      "</machine></settings>\n",
+      "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<settings><machine><name>l</name>"
+      "</machine></settings>\n",
+      head + tail,  // no machine: nothing to save
+  };
+  for (const std::string& content : declined) {
+    INFO("file:\n" << content);
+    CHECK_FALSE(check_in_pieces(content));
+    CHECK(whole_document_machines(content));
+    XmlStateStore store(path, quick());
+    CHECK(agrees_with_dom(path, content, store));
+  }
+
+  // Invalid: the pieces check declines, and the store refuses as it did (the whole parse's
+  // message), leaving the file byte for byte.
+  const std::vector<std::string> invalid = {
+      head + "<machine><name>unclosed</name>\n" + tail,
+      head + "<machine><name>a</name><job></machine></settings></job></machine>\n" + tail,
+      head + "<machine><name>a</nam></machine>\n" + tail,
+      head + "<machine><name>a</name><os><b></os></b></machine>\n" + tail,
+      head + "<machine><name>a</name></machine></settings>\n<machine><name>b</name></machine>\n" +
+          tail,
+      head + "<machine><name>a</name></machine>\n< garbage >\n<machine><name>b</name></machine>" +
+          tail,
+      head + "<machine><name>a</name></machine>\n</oops>\n<machine><name>b</name></machine>" + tail,
+      head + "<machine><name>a</name></machine>\n" + tail + "<settings></settings>\n",
+      head + "<machine><name>a</name></machine>\n" + tail + "<machine><name>b</name></machine>\n",
+      head + "<machine><name>a\0b</name></machine>\n"s + tail,
+      head + "<machine><name>a</name></machine>\n\0"s + tail,
+      head + "<machine id=1><name>a</name></machine>\n" + tail,
+      head + "<machine><name>a</name><!-- unclosed comment </machine>\n" + tail,
+      head + "<machine><name>a</name><![CDATA[ unclosed </machine>\n" + tail,
+      head + "<machine><name>a</name></machine>\n<machine><name>b</name></machine>" + tail +
+          "</settings>",
+  };
+  for (const std::string& content : invalid) {
+    INFO("file:\n" << content);
+    CHECK_FALSE(check_in_pieces(content));
+    CHECK_FALSE(whole_document_machines(content));
+    write_file(path, content);
+    XmlStateStore store(path, quick());
+    CHECK_THROWS_MATCHES(store.begin(), mama::error,
+                         Catch::Predicate<mama::error>(
+                             [&](const mama::error& e) {
+                               return e.code() == mama::errc::bad_state_file &&
+                                      std::string_view(e.what()).find(path.string()) !=
+                                          std::string_view::npos;
+                             },
+                             "bad_state_file naming the file"));
+    CHECK(read_file(path) == content);
+  }
+}
+
+TEST_CASE("the pieces check never accepts what the whole document refuses: mutated files") {
+  // Every single-byte deletion, and insertions of markup bytes, in a file with most
+  // constructs: where check_in_pieces accepts, the whole document agrees (pieces_agree).
+  const std::string base =
+      "<?xml version=\"1.0\"?>\n<!-- c -->\n<settings>\n"
+      "  <machine a=\"x>\"><name>a&amp;</name><os><![CDATA[<x>]]></os><!-- m --></machine>\n"
+      "  <group><machine><name>g</name></machine></group>\n"
+      "  <machine><name><![CDATA[b]]></name><?pi ?><job/></machine>\n"
+      "  <machine/>\n"
+      "</settings>\n";
+  REQUIRE(mama::detail::check_in_pieces(base));
+  int accepted = 0, tried = 0;
+  const std::string inserts[] = {"<",           ">",         "/",   "\"",         "'",
+                                 "<!--",        "-->",       "]]>", "</machine>", "<machine>",
+                                 "</settings>", "<![CDATA[", "?>",  "&"};
+  for (std::size_t at = 0; at <= base.size(); ++at) {
+    std::vector<std::string> variants;
+    if (at < base.size()) variants.push_back(base.substr(0, at) + base.substr(at + 1));
+    for (const std::string& ins : inserts)
+      variants.push_back(base.substr(0, at) + ins + base.substr(at));
+    for (const std::string& v : variants) {
+      INFO("file:\n" << v);
+      ++tried;
+      const std::string failure = mama::fuzz::pieces_agree(v);
+      if (!failure.empty()) FAIL(failure);
+      if (mama::detail::check_in_pieces(v)) ++accepted;
+    }
+  }
+  // Many variants stay valid (a byte in text, a comment) and are checked in pieces.
+  CHECK(accepted > tried / 10);
 }
 
 TEST_CASE("a file changed behind the store's back is checked as a fresh store checks it") {

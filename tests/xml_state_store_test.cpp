@@ -893,3 +893,25 @@ TEST_CASE("job text that is not UTF-8 is refused, and the file stays readable by
         "php-cli with SimpleXML is not installed: the PHP half of this test did not run");
   }
 }
+
+TEST_CASE("the state file is read into memory once, not into a buffer twice its size",
+          "[xml_store]") {
+  // pread_all checked whether the file grew by growing its string, which doubled the capacity
+  // and held two copies of a large mama.xml at once.
+  TempDir dir;
+  const auto path = dir / "big.xml";
+  std::string content(3u << 20, 'x');
+  for (std::size_t i = 0; i < content.size(); i += 97) content[i] = static_cast<char>('a' + i % 26);
+  write_file(path, content);
+  mama::detail::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  REQUIRE(fd);
+  std::string out;
+  REQUIRE(mama::detail::pread_all(fd.get(), out, 64u << 20));
+  CHECK(out == content);
+  CHECK(out.capacity() < content.size() + content.size() / 8);
+  // Over the limit: refused with EFBIG, also when the file is exactly one byte larger.
+  CHECK_FALSE(mama::detail::pread_all(fd.get(), out, content.size() - 1));
+  CHECK(errno == EFBIG);
+  CHECK(mama::detail::pread_all(fd.get(), out, content.size()));
+  CHECK(out == content);
+}

@@ -45,7 +45,14 @@
 //     stop reading the fragment early); the machines after it move by the size change, and the
 //     name table is rebuilt only when a name, or the number of machines, changed;
 //   - anything else (first begin() of a store, a change between machines or outside
-//     <settings>): the whole file is parsed, as before.
+//     <settings>): the whole file is checked in pieces, without a document of all of it (a
+//     large lab's DOM took 8 times the file's size): <settings> with each machine element
+//     (found by scanning the bytes) replaced by `<machine/>` must parse with those
+//     placeholders as its machines, and the machine elements must parse by themselves (runs
+//     of them as fragments, as above), which proves the whole file
+//     (detail::check_in_pieces). When that cannot tell (a
+//     DOCTYPE, a NUL byte, not UTF-8, anything that does not parse) the whole file is parsed,
+//     which also names the line of an error.
 //   A commit's own save is remembered too: its edited machines were parsed back by themselves.
 //   A state checked here, and each commit's, is written as the new check record.
 //   So a machine is found through the table built from what pugixml read (a machine in a
@@ -151,6 +158,107 @@ namespace detail {
 inline constexpr unsigned xml_parse_flags =
     (pugi::parse_cdata | pugi::parse_escapes | pugi::parse_declaration | pugi::parse_doctype |
      pugi::parse_comments | pugi::parse_pi | pugi::parse_ws_pcdata);
+
+/// Where element `e` of a document parsed from `text` lies in `text`; nullopt when its bytes
+/// are not where pugixml says.
+inline std::optional<element_extent> locate_element(std::string_view text, pugi::xml_node e) {
+  const std::ptrdiff_t name_at = e.offset_debug();
+  if (name_at <= 0) return std::nullopt;
+  if (!text.substr(static_cast<std::size_t>(name_at)).starts_with(std::string_view(e.name())))
+    return std::nullopt;
+  return find_element_extent(text, static_cast<std::size_t>(name_at) - 1);
+}
+
+/// Every <machine> child of a state file's <settings> root: where each lies, and its name.
+struct settings_machines {
+  std::vector<machine_extent> extents;
+  std::vector<std::string> names;  // child("name").text(), "" when it has none
+};
+
+/// `content` checked in pieces, without a document of the whole file (see "Checked once" at
+/// the top of this header): the <settings> element with each machine element replaced by
+/// `<machine/>` (the skeleton), and each machine element by itself. What pugixml reads from
+/// the whole file is then the skeleton with each `<machine/>` replaced by its machine's
+/// element, so the file is valid UTF-8 XML with one <settings> root and exactly these
+/// machines. nullopt when that cannot be told (the whole file must be parsed then): a NUL
+/// byte, a file that scan::root_machine_children cannot split, a skeleton or a machine that
+/// does not parse (or not as expected), an encoding other than UTF-8.
+inline std::optional<settings_machines> check_in_pieces(std::string_view content) {
+  // pugixml stops reading at a NUL byte, so bytes after one would go unchecked.
+  if (content.find('\0') != std::string_view::npos) return std::nullopt;
+  auto found = scan::root_machine_children(content);
+  if (!found || found->empty()) return std::nullopt;
+  constexpr std::string_view placeholder = "<machine/>";
+  std::string skeleton;
+  std::vector<std::size_t> placed;  // where each placeholder is in the skeleton
+  placed.reserve(found->size());
+  std::size_t from = 0;
+  for (const machine_extent& x : *found) {
+    skeleton.append(content.substr(from, x.begin - from));
+    placed.push_back(skeleton.size());
+    skeleton.append(placeholder);
+    from = x.end;
+  }
+  skeleton.append(content.substr(from));
+  {
+    // The skeleton and the file share their bytes up to the first machine, where pugixml's
+    // encoding guess (byte order mark, XML declaration) reads, so they are read alike.
+    pugi::xml_document doc;
+    const auto result = doc.load_buffer(skeleton.data(), skeleton.size(), xml_parse_flags);
+    if (!result || result.encoding != pugi::encoding_utf8) return std::nullopt;
+    int roots = 0;
+    for (pugi::xml_node n : doc.children())
+      if (n.type() == pugi::node_element) ++roots;
+    const pugi::xml_node root = doc.document_element();
+    if (roots != 1 || std::string_view(root.name()) != "settings") return std::nullopt;
+    // The root's machines must be the placeholders, each where it was put: not one of them
+    // inside a comment, CDATA section or attribute, and no machine the scan did not see.
+    std::size_t k = 0;
+    for (pugi::xml_node m : root.children("machine")) {
+      if (k == placed.size() || m.offset_debug() != static_cast<std::ptrdiff_t>(placed[k] + 1) ||
+          m.first_child() || m.first_attribute())
+        return std::nullopt;
+      ++k;
+    }
+    if (k != placed.size()) return std::nullopt;
+  }
+  // The machines, a run at a time: machines with only blanks between them (as a lab is
+  // written), up to about 64 KiB, parsed together as a fragment whose elements must be exactly
+  // those machines, each where the scan put it. A machine ends in '>' and only blank text may
+  // follow it in the fragment, so pugixml's element ends where the scan's extent does, and its
+  // bytes parse in the file as they parse here.
+  constexpr std::size_t run_bytes = 64 << 10;
+  const std::vector<machine_extent>& xs = *found;
+  settings_machines out;
+  out.names.reserve(xs.size());
+  pugi::xml_document doc;
+  for (std::size_t i = 0; i < xs.size();) {
+    std::size_t j = i + 1;
+    while (j < xs.size() && xs[j].end - xs[i].begin <= run_bytes &&
+           is_blank(content.substr(xs[j - 1].end, xs[j].begin - xs[j - 1].end)))
+      ++j;
+    const std::size_t from = xs[i].begin;
+    const std::string_view run = content.substr(from, xs[j - 1].end - from);
+    const auto result =
+        doc.load_buffer(run.data(), run.size(), xml_parse_flags | pugi::parse_fragment);
+    if (!result || result.encoding != pugi::encoding_utf8) return std::nullopt;
+    std::size_t k = i;
+    for (pugi::xml_node n : doc.children()) {
+      if (n.type() == pugi::node_pcdata && is_blank(n.value())) continue;
+      if (n.type() != pugi::node_element || k == j || std::string_view(n.name()) != "machine" ||
+          content[xs[k].end - 1] != '>')
+        return std::nullopt;
+      const auto e = locate_element(run, n);
+      if (!e || from + e->begin != xs[k].begin || from + e->end != xs[k].end) return std::nullopt;
+      out.names.emplace_back(n.child("name").text().get());
+      ++k;
+    }
+    if (k != j) return std::nullopt;
+    i = j;
+  }
+  out.extents = std::move(*found);
+  return out;
+}
 
 }  // namespace detail
 
@@ -769,11 +877,7 @@ class XmlStateStore {
     // bytes are not where pugixml says.
     static std::optional<detail::element_extent> locate_element(std::string_view text,
                                                                 pugi::xml_node e) {
-      const std::ptrdiff_t name_at = e.offset_debug();
-      if (name_at <= 0) return std::nullopt;
-      if (!text.substr(static_cast<std::size_t>(name_at)).starts_with(std::string_view(e.name())))
-        return std::nullopt;
-      return detail::find_element_extent(text, static_cast<std::size_t>(name_at) - 1);
+      return detail::locate_element(text, e);
     }
 
     std::shared_ptr<const checked_state> check_whole(
@@ -787,6 +891,13 @@ class XmlStateStore {
                     file() +
                         " has no </settings>: it is truncated or not a mama state "
                         "file; restore it from a backup (mama left it unchanged)");
+      if (auto pieces = detail::check_in_pieces(content)) {
+        auto state = std::make_shared<checked_state>();
+        state->content = bytes;
+        state->extents = std::move(pieces->extents);
+        state->names = make_names(std::move(pieces->names));
+        return state;  // utf8: check_in_pieces accepts only UTF-8
+      }
       pugi::xml_document doc;
       const auto result = doc.load_buffer(content.data(), content.size(), detail::xml_parse_flags);
       if (!result) {

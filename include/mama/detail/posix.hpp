@@ -81,16 +81,17 @@ inline bool pread_all(int fd, std::string& out, std::size_t limit) noexcept {
   std::size_t got = 0;
   for (;;) {
     if (got == out.size()) {
+      // Whether the file grew while we read, asked with one byte: growing `out` first would
+      // double its capacity, and hold twice the file in memory, on every read.
+      char probe;
+      const ssize_t n = ::pread(fd, &probe, 1, static_cast<off_t>(got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return n == 0;
       if (out.size() >= limit) {
-        char probe;
-        const ssize_t n = ::pread(fd, &probe, 1, static_cast<off_t>(got));
-        if (n > 0) {
-          errno = EFBIG;
-          return false;
-        }
-        return n == 0;
+        errno = EFBIG;
+        return false;
       }
-      out.resize(std::min(limit, out.size() + 4096));  // the file grew while we read
+      out.resize(std::min(limit, out.size() + 4096));  // it grew: read on
     }
     const ssize_t n = ::pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(got));
     if (n < 0) {

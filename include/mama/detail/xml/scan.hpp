@@ -2,7 +2,9 @@
 // DOM. No pugixml here; tests/scan_test.cpp holds it against pugixml's reading.
 //
 // Everything here works on bytes that pugixml has already accepted (a whole file, or a machine
-// element checked by itself), so it can be lenient about what well-formed XML rules out. What
+// element checked by itself), so it can be lenient about what well-formed XML rules out; the
+// one exception, scan::root_machine_children, only proposes where machines lie, which the
+// store then proves by parsing (XmlStateStore's check_in_pieces). What
 // it returns must equal what the store's pugixml reading gives (parse flags
 // detail::xml_parse_flags in xml_state_store.hpp: no end-of-line normalisation, whitespace text
 // kept, entities decoded):
@@ -19,8 +21,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mama::detail {
 
@@ -197,6 +201,61 @@ inline std::size_t element_content(std::string_view s, std::size_t at, text_ref*
     }
   }
   return s.size();
+}
+
+// Where the <machine> children of a document's root element lie (tag name exactly `machine`),
+// found from the bytes alone, for a file that nothing has checked yet: the caller proves them
+// by parsing (XmlStateStore's check_whole). Before the root only blanks, a byte order mark,
+// processing instructions and comments may stand; nullopt for anything else (a DOCTYPE, text,
+// CDATA), and for a root that is empty or never closed. What follows the root's end tag is not
+// looked at.
+inline std::optional<std::vector<machine_extent>> root_machine_children(std::string_view s) {
+  std::size_t at = s.starts_with("\xEF\xBB\xBF") ? 3 : 0;
+  for (;;) {  // the prolog
+    while (at < s.size() && (s[at] == ' ' || s[at] == '\t' || s[at] == '\n' || s[at] == '\r')) ++at;
+    if (at == s.size() || s[at] != '<') return std::nullopt;
+    const markup m = markup_at(s, at);
+    if (m == markup::start_tag) break;
+    if (m == markup::pi) {
+      at = skip_past(s, at + 2, "?>");
+    } else if (m == markup::comment) {
+      at = skip_past(s, at + 4, "-->");
+    } else {
+      return std::nullopt;
+    }
+  }
+  bool empty = false;
+  std::size_t next = tag_end(s, at, empty);
+  if (empty) return std::nullopt;
+  std::vector<machine_extent> machines;
+  at = next;
+  while (at < s.size()) {
+    if (s[at] != '<') {
+      at = s.find('<', at);
+      if (at == std::string_view::npos) return std::nullopt;
+      continue;
+    }
+    const markup m = markup_at(s, at);
+    if (m == markup::comment) {
+      at = skip_past(s, at + 4, "-->");
+    } else if (m == markup::cdata) {
+      at = skip_past(s, at + 9, "]]>");
+    } else if (m == markup::pi) {
+      at = skip_past(s, at + 2, "?>");
+    } else if (m == markup::declaration) {
+      return std::nullopt;
+    } else if (m == markup::end_tag) {
+      return machines;  // the root's own end tag
+    } else {
+      const bool machine = tag_name(s, at) == "machine";
+      next = tag_end(s, at, empty);
+      if (next == s.size()) return std::nullopt;
+      if (!empty) next = element_content(s, next, nullptr);
+      if (machine) machines.push_back({at, next});
+      at = next;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace scan
