@@ -896,6 +896,7 @@ class XmlStateStore {
         state->content = bytes;
         state->extents = std::move(pieces->extents);
         state->names = make_names(std::move(pieces->names));
+        state->sums = detail::block_sums(content);
         return state;  // utf8: check_in_pieces accepts only UTF-8
       }
       pugi::xml_document doc;
