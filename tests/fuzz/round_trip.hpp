@@ -8,6 +8,8 @@
 //   every machine's other fields, and the other machines' job fields, stay as they were (I3);
 // - the saved file still has </settings> (what the PHP tool insists on);
 // - writing the old job fields back restores every machine as it was first read;
+// - after each save, a new store reading through the check record and one checking the whole
+//   file read the same machines as the store that saved;
 // - when detail::check_in_pieces (the first check of a whole file) accepts the bytes, pugixml's
 //   parse of the whole document accepts them too, with the same machine extents and names.
 #pragma once
@@ -141,12 +143,26 @@ inline std::string round_trip(std::string_view input, const std::filesystem::pat
   const std::string saved = slurp(path);
   if (saved.find("</settings>") == std::string::npos) return "saved file has no </settings>";
   auto compare = [&](bool claimed) -> std::string {
-    std::vector<MachineInfo> after;
+    std::vector<MachineInfo> after, recorded, whole;
     try {
       after = store.begin().machines();
+      // A new process reads the saved bytes through the check record the commit wrote, and
+      // one without it checks them whole: both must read what the store remembered.
+      recorded = XmlStateStore(path, options).begin().machines();
+      XmlStoreOptions unrecorded = options;
+      unrecorded.check_record = false;
+      whole = XmlStateStore(path, unrecorded).begin().machines();
     } catch (const error& e) {
       return std::string("the saved file cannot be read back: ") + e.what();
     }
+    const auto same = [](const std::vector<MachineInfo>& a, const std::vector<MachineInfo>& b) {
+      return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                        [](const MachineInfo& x, const MachineInfo& y) {
+                          return x.name == y.name && x.fields == y.fields && x.job == y.job;
+                        });
+    };
+    if (!same(after, recorded)) return "a new store reading through the check record disagrees";
+    if (!same(after, whole)) return "a new store checking the whole file disagrees";
     if (after.size() != before.size()) return "machine count changed";
     for (std::size_t i = 0; i < before.size(); ++i) {
       if (after[i].name != before[i].name) return "machine " + std::to_string(i) + " renamed";
