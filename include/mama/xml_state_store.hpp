@@ -49,10 +49,9 @@
 //     large lab's DOM took 8 times the file's size): <settings> with each machine element
 //     (found by scanning the bytes) replaced by `<machine/>` must parse with those
 //     placeholders as its machines, and the machine elements must parse by themselves (runs
-//     of them as fragments, as above), which proves the whole file
-//     (detail::check_in_pieces). When that cannot tell (a
-//     DOCTYPE, a NUL byte, not UTF-8, anything that does not parse) the whole file is parsed,
-//     which also names the line of an error.
+//     of them as fragments, as above), which proves the whole file (detail::check_in_pieces).
+//     When that cannot tell (a DOCTYPE, a NUL byte, not UTF-8, anything that does not parse)
+//     the whole file is parsed, which also names the line of an error.
 //   A commit's own save is remembered too: its edited machines were parsed back by themselves.
 //   A state checked here, and each commit's, is written as the new check record.
 //   So a machine is found through the table built from what pugixml read (a machine in a
