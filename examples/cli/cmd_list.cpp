@@ -149,6 +149,10 @@ int list_on(Context& ctx, Store& store, const ListArgs& args) {
     if (r.v == Verdict::stale) out += ctx.out.paint(" [STALE]", "1;31");
     if (r.v == Verdict::invalid) out += ctx.out.paint(" [UNKNOWN]", "1;33");
     out += '\n';
+    if (out.size() >= (64u << 10)) {  // a large lab's table is written as it is made
+      std::cout << out;
+      out.clear();
+    }
   }
   std::cout << out << std::flush;
   return exit_status::ok;
