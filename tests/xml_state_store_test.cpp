@@ -779,6 +779,68 @@ TEST_CASE("a same-size file forged to the record's block sums is still refused, 
   CHECK(read_file(file) == forged);
 }
 
+// A save and a read that checked only what changed reuse the block sums of the bytes before the
+// change; over several 64 KiB blocks, with the file first exactly three blocks long, the record
+// they leave must be byte for byte the one a whole check of the same bytes writes.
+TEST_CASE("the record a save or a changed read leaves is the one a whole check writes",
+          "[xml_store][check_record]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  const auto record = dir / "mama.xml.d" / "checked";
+  const std::string php = sample("php_written.xml");
+  const auto [mb, me] = machine_span(php, "vm-1");
+  const std::string machine = php.substr(mb, me - mb);
+  std::string lab = "<?xml version=\"1.0\"?>\n<settings>\n";
+  for (int i = 0; i < 300; ++i) {
+    std::string m = machine;
+    const std::string name = "m-" + std::to_string(1000 + i);
+    m.replace(m.find("vm-1"), 4, name);
+    lab += "  " + m + "\n";
+  }
+  const std::string tail = "</settings>\n";
+  const std::size_t size = 3 * mama::detail::check_block;
+  REQUIRE(lab.size() + tail.size() + 9 < size);
+  lab += "<!--" + std::string(size - lab.size() - tail.size() - 8, 'p') + "-->\n" + tail;
+  REQUIRE(lab.size() == size);
+  write_file(file, lab);
+  fs::create_directory(dir / "mama.xml.d");
+  const auto whole_check_record = [&] {
+    fs::remove(record);
+    XmlStateStore whole(file);
+    CHECK(whole.begin().machines().size() == 300);
+    return read_file(record);
+  };
+
+  XmlStateStore store(file);
+  save_record(store, "m-1150", full_record("a job in the second block"));
+  std::string left = read_file(record);
+  CHECK(left == whole_check_record());
+
+  // Another writer lengthens a machine in the third block: the store checks that machine only.
+  std::string text = read_file(file);
+  const auto [b, e] = machine_span(text, "m-1260");
+  const auto ip = text.find("<ip>", b);
+  REQUIRE(ip < e);
+  text.insert(ip + 4, "10.");
+  write_file(file, text);
+  CHECK(store.begin().find("m-1260")->job.empty());
+  left = read_file(record);
+  CHECK(left == whole_check_record());
+
+  // A save in the first block moves every block after it; one in the last block moves none.
+  save_record(store, "m-1001", full_record("a job in the first block"));
+  CHECK(read_file(record) == whole_check_record());
+  save_record(store, "m-1299", full_record("a job in the last block"));
+  CHECK(read_file(record) == whole_check_record());
+
+  // A new store reads through the record: each machine's job as a whole parse finds it.
+  XmlStateStore fresh(file);
+  auto tx = fresh.begin();
+  CHECK(tx.find("m-1001")->job == "a job in the first block");
+  CHECK(tx.find("m-1150")->job == "a job in the second block");
+  CHECK(tx.find("m-1299")->job == "a job in the last block");
+}
+
 TEST_CASE("reading a file does not create its runtime directory, not even for the check record",
           "[xml_store][check_record]") {
   // Root listing a lab first would otherwise make a directory that the lab's users cannot
