@@ -891,6 +891,68 @@ TEST_CASE("a forged record cannot send a claim into a commented-out copy of its 
     CHECK(parsed.begin().find("vm-1")->job == "a claim");
 }
 
+// The record is believed on the premise that whoever may write mama.xml.d/ may write mama.xml.
+// A lab that narrows mama.xml's mode (0666 -> 0644) keeps the wide directory mama made before,
+// and a user mama.xml now refuses could plant a record there (see the commented-copy case
+// above for what a forged index can do). So a record is believed only when neither the
+// directory nor the record lets anyone write whom mama.xml does not.
+TEST_CASE("a record that someone mama.xml refuses could have written is not believed",
+          "[xml_store][check_record]") {
+  TempDir dir;
+  const auto file = dir / "mama.xml";
+  const auto runtime = dir / "mama.xml.d";
+  const auto record = runtime / "checked";
+  write_file(file, sample("php_written.xml"));
+  fs::permissions(file, fs::perms(0644));
+  {
+    XmlStateStore store(file);
+    save_record(store, "vm-1", full_record("kept job"));
+  }
+  auto swapped = mama::detail::decode_check_record(read_file(record));
+  REQUIRE(swapped);
+  REQUIRE(swapped->names.size() >= 2);
+  REQUIRE(swapped->names[0] == "vm-1");
+  std::swap(swapped->names[0], swapped->names[1]);
+  const std::string forged = mama::detail::encode_check_record(
+      swapped->size, swapped->utf8, swapped->sums, swapped->extents, swapped->names);
+  const auto plant = [&] {
+    fs::remove(record);
+    write_file(record, forged);
+    fs::permissions(record, fs::perms(0644));
+  };
+  const auto found_by = [&] {  // the machine holding vm-1's job, as a new store finds it
+    XmlStateStore fresh(file);
+    auto tx = fresh.begin();
+    return tx.find("vm-1")->job == "kept job" ? std::string("vm-1") : swapped->names[0];
+  };
+
+  SECTION("the directory mama made: the record is believed (so the cases below test trust)") {
+    plant();
+    CHECK(found_by() == swapped->names[0]);
+  }
+  SECTION("a directory that others may write, mama.xml not") {
+    fs::permissions(runtime, fs::perms(0777), fs::perm_options::add);
+    plant();
+    CHECK(found_by() == "vm-1");
+  }
+  SECTION("a directory that its group may write, mama.xml not") {
+    fs::permissions(runtime, fs::perms(0070), fs::perm_options::add);
+    plant();
+    CHECK(found_by() == "vm-1");
+  }
+  SECTION("a record that others may write, mama.xml not") {
+    plant();
+    fs::permissions(record, fs::perms(0666));
+    CHECK(found_by() == "vm-1");
+  }
+  SECTION("mama.xml that others may write: its wide directory is no wider") {
+    fs::permissions(file, fs::perms(0666));
+    fs::permissions(runtime, fs::perms(0777), fs::perm_options::add);
+    plant();
+    CHECK(found_by() == swapped->names[0]);
+  }
+}
+
 TEST_CASE("reading a file does not create its runtime directory, not even for the check record",
           "[xml_store][check_record]") {
   // Root listing a lab first would otherwise make a directory that the lab's users cannot
