@@ -19,15 +19,21 @@
 //   order inside the file, each from a "<machine" tag to a '>'. Anything else (no record, a torn
 //   or older one, bytes that anyone changed since, the PHP tool included) is ignored: the file
 //   is checked as before and the record is written anew. Two different contents of one size
-//   pass only if every differing block collides in 64 bits.
+//   pass only if every differing block collides in 64 bits. By chance, that is; the sums are
+//   a checksum, not a cryptographic hash: a writer of mama.xml who solves for them (each lane
+//   step is invertible) passes bytes that the whole check refuses (xml_state_store_test,
+//   "forged to the record's block sums", [!mayfail]: open).
 // - Versions: the record stands for "these bytes passed begin()'s check". A change to what that
 //   check refuses must change the format number, so that no record vouches for bytes that the
 //   new rules would refuse.
 // - Trust: only a user who may write `<file>.d/` can plant a record; that directory takes the
 //   state file's group and mode, so that user may already write the lab's lock files and its
 //   journal. A record is not believed when the directory or the record lets anyone write whom
-//   the file does not (a lab that narrowed mama.xml's mode keeps the wider directory). A forged index cannot redirect a save: a commit parses each machine it edits back
-//   by itself and checks its name, and refuses otherwise.
+//   the file does not (a lab that narrowed mama.xml's mode keeps the wider directory). A forged
+//   index cannot redirect a save to another machine: a commit parses each machine it edits
+//   back by itself and checks its name, and refuses otherwise. It can to an element of the
+//   same name that no parse sees, such as an old copy in a comment (xml_state_store_test,
+//   "commented-out copy", [!mayfail]: open).
 // - Written (write_check_record) under the state lock, after a begin() that checked bytes (whole
 //   or by what changed) and after each commit: to `checked.tmp` (O_EXCL|O_NOFOLLOW, the file's
 //   group, its mode without execute bits), renamed to `checked`; no fsync, since a record lost
