@@ -206,17 +206,17 @@ TEST_CASE("the record is written beside planted links and files without followin
   }
   SECTION("a link as the record") {
     fs::create_symlink(victim, runtime / "checked");
-    CHECK(!mama::detail::read_check_record(d.get(), 1 << 20));  // not read through it
+    CHECK(!mama::detail::read_check_record(d.get(), 1 << 20, f));  // not read through it
     REQUIRE(mama::detail::write_check_record(d.get(), f, lab.record()));
     CHECK(read_file(victim) == "precious\n");
     CHECK(fs::is_regular_file(fs::symlink_status(runtime / "checked")));
   }
   SECTION("a FIFO or a directory as the record: not read, no hang") {
     REQUIRE(::mkfifo((runtime / "checked").c_str(), 0600) == 0);
-    CHECK(!mama::detail::read_check_record(d.get(), 1 << 20));
+    CHECK(!mama::detail::read_check_record(d.get(), 1 << 20, f));
     fs::remove(runtime / "checked");
     fs::create_directory(runtime / "checked");
-    CHECK(!mama::detail::read_check_record(d.get(), 1 << 20));
+    CHECK(!mama::detail::read_check_record(d.get(), 1 << 20, f));
     CHECK(!mama::detail::write_check_record(d.get(), f, lab.record()));
     CHECK(!fs::exists(runtime / "checked.tmp"));
   }
@@ -226,9 +226,9 @@ TEST_CASE("the record is written beside planted links and files without followin
     REQUIRE(::stat((runtime / "checked").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0640);
     CHECK(!fs::exists(runtime / "checked.tmp"));
-    const auto r = mama::detail::read_check_record(d.get(), 1 << 20);
+    const auto r = mama::detail::read_check_record(d.get(), 1 << 20, f);
     REQUIRE(r);
     CHECK(r->names == lab.names);
-    CHECK(!mama::detail::read_check_record(d.get(), 100));  // larger than the limit
+    CHECK(!mama::detail::read_check_record(d.get(), 100, f));  // larger than the limit
   }
 }

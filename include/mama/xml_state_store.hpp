@@ -823,7 +823,7 @@ class XmlStateStore {
       try {
         const auto dir = runtime_dir_fd(f, false);
         if (!dir) return nullptr;
-        auto r = detail::read_check_record(dir.get(), options.max_file_size);
+        auto r = detail::read_check_record(dir.get(), options.max_file_size, f);
         auto state = std::make_shared<checked_state>();
         if (!r || !detail::check_record_matches(*r, *content, state->sums)) return nullptr;
         state->content = content;

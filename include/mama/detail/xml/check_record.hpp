@@ -19,14 +19,21 @@
 //   order inside the file, each from a "<machine" tag to a '>'. Anything else (no record, a torn
 //   or older one, bytes that anyone changed since, the PHP tool included) is ignored: the file
 //   is checked as before and the record is written anew. Two different contents of one size
-//   pass only if every differing block collides in 64 bits.
+//   pass only if every differing block collides in 64 bits. By chance, that is; the sums are
+//   a checksum, not a cryptographic hash: a writer of mama.xml who solves for them (each lane
+//   step is invertible) passes bytes that the whole check refuses (xml_state_store_test,
+//   "forged to the record's block sums", [!mayfail]: open).
 // - Versions: the record stands for "these bytes passed begin()'s check". A change to what that
 //   check refuses must change the format number, so that no record vouches for bytes that the
 //   new rules would refuse.
 // - Trust: only a user who may write `<file>.d/` can plant a record; that directory takes the
 //   state file's group and mode, so that user may already write the lab's lock files and its
-//   journal. A forged index cannot redirect a save: a commit parses each machine it edits back
-//   by itself and checks its name, and refuses otherwise.
+//   journal. A record is not believed when the directory or the record lets anyone write whom
+//   the file does not (a lab that narrowed mama.xml's mode keeps the wider directory). A forged
+//   index cannot redirect a save to another machine: a commit parses each machine it edits
+//   back by itself and checks its name, and refuses otherwise. It can to an element of the
+//   same name that no parse sees, such as an old copy in a comment (xml_state_store_test,
+//   "commented-out copy", [!mayfail]: open).
 // - Written (write_check_record) under the state lock, after a begin() that checked bytes (whole
 //   or by what changed) and after each commit: to `checked.tmp` (O_EXCL|O_NOFOLLOW, the file's
 //   group, its mode without execute bits), renamed to `checked`; no fsync, since a record lost
@@ -204,13 +211,30 @@ inline bool check_record_matches(const check_record& r, std::string_view content
   return true;
 }
 
-/// The record in the runtime directory open on `dir`, when there is one that decodes; nullopt
-/// otherwise (none, unreadable, torn, not a regular file, larger than `limit`).
-inline std::optional<check_record> read_check_record(int dir, std::size_t limit) {
+/// Whether `st` (the runtime directory, or the record) lets no one write whom the state file
+/// `file` does not: no write bit for others or the group that the file lacks, and group write
+/// only for the file's group. (A lab that narrows mama.xml's mode keeps the wider directory
+/// mama made before; a record there could be planted by a user mama.xml refuses.)
+inline bool no_wider_write(const struct stat& st, const struct stat& file) noexcept {
+  if (st.st_mode & S_IWOTH & ~file.st_mode) return false;
+  if ((st.st_mode & S_IWGRP) && (!(file.st_mode & S_IWGRP) || st.st_gid != file.st_gid))
+    return false;
+  return true;
+}
+
+/// The record in the runtime directory open on `dir`, when there is one that decodes and that
+/// no one could have written whom the state file `f` refuses (no_wider_write, for the directory
+/// and the record); nullopt otherwise (none, unreadable, torn, not a regular file, larger than
+/// `limit`, writable more widely than the file).
+inline std::optional<check_record> read_check_record(int dir, std::size_t limit,
+                                                     const opened_file& f) {
+  struct stat ds {};
+  if (::fstat(dir, &ds) != 0 || !no_wider_write(ds, f.st)) return std::nullopt;
   unique_fd fd(::openat(dir, check_record_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
   if (!fd) return std::nullopt;
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || !no_wider_write(st, f.st))
+    return std::nullopt;
   std::string bytes;
   if (!pread_all(fd.get(), bytes, limit)) return std::nullopt;
   return decode_check_record(bytes);
