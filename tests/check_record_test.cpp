@@ -232,3 +232,33 @@ TEST_CASE("the record is written beside planted links and files without followin
     CHECK(!mama::detail::read_check_record(d.get(), 100, f));  // larger than the limit
   }
 }
+
+TEST_CASE("a record's extents must be where a scan between machines meets them", "[check_record]") {
+  const std::string head = "<?xml version=\"1.0\"?>\n<!-- lab -->\n<settings>\n  ";
+  const std::string m1 = "<machine><name>a</name></machine>";
+  const std::string old = "<!-- <machine><name>b</name></machine> -->";
+  const std::string m2 = "<machine><name>b</name><job/></machine>";
+  const std::string group = "<group><machine><name>c</name></machine></group>";
+  const std::string content =
+      head + m1 + "\n  " + old + "\n  " + m2 + "\n  " + group + "\n</settings>\n";
+  const std::size_t a = content.find(m1), b = content.find(m2);
+  const std::size_t in_comment = content.find("<machine>", content.find("<!-- <machine"));
+  const std::size_t in_group = content.find("<machine>", content.find("<group>"));
+  const auto meets = [&](std::vector<machine_extent> known) {
+    return mama::detail::scan::root_machine_children(content, &known).has_value();
+  };
+  CHECK(meets({{a, a + m1.size()}, {b, b + m2.size()}}));
+  // The same machines found by scanning them, for comparison.
+  const auto scanned = mama::detail::scan::root_machine_children(content);
+  REQUIRE(scanned);
+  REQUIRE(scanned->size() == 2);
+  CHECK((*scanned)[1].begin == b);
+  // An extent inside a comment or inside another element, one left out, one too many, one
+  // cut short (its end tag then closes the root's level).
+  CHECK(!meets({{a, a + m1.size()}, {in_comment, in_comment + 33}}));
+  CHECK(!meets({{a, a + m1.size()}, {b, b + m2.size()}, {in_group, in_group + 33}}));
+  CHECK(!meets({{b, b + m2.size()}}));
+  CHECK(!meets({{a, a + m1.size()}}));
+  CHECK(!meets({{a, a + m1.size()}, {b, b + 23}}));
+  CHECK(!meets({{a, a + m1.size()}, {b, content.size() + 5}}));
+}

@@ -16,7 +16,10 @@
 //   each name as a u32 length and its bytes. <body sum> is wide_checksum64 of the body.
 // - Used only when it describes exactly the bytes just read: its header and body sum hold, the
 //   size is the file's, every block of the file sums to the record's sum, and its extents are in
-//   order inside the file, each from a "<machine" tag to a '>'. Anything else (no record, a torn
+//   order inside the file, each from a "<machine" tag to a '>', and a scan of the bytes between
+//   them (scan::root_machine_children) meets each one as a machine child of the root, not in a
+//   comment, CDATA section or other element (a file with a DOCTYPE is always checked whole).
+//   Anything else (no record, a torn
 //   or older one, bytes that anyone changed since, the PHP tool included) is ignored: the file
 //   is checked as before and the record is written anew. Two different contents of one size
 //   pass only if every differing block collides in 64 bits. By chance, that is; the sums are
@@ -31,9 +34,9 @@
 //   journal. A record is not believed when the directory or the record lets anyone write whom
 //   the file does not (a lab that narrowed mama.xml's mode keeps the wider directory). A forged
 //   index cannot redirect a save to another machine: a commit parses each machine it edits
-//   back by itself and checks its name, and refuses otherwise. It can to an element of the
-//   same name that no parse sees, such as an old copy in a comment (xml_state_store_test,
-//   "commented-out copy", [!mayfail]: open).
+//   back by itself and checks its name, and refuses otherwise; nor to an element of the same
+//   name that no parse sees, such as an old copy in a comment, since the scan between machines
+//   does not meet it (xml_state_store_test, "commented-out copy").
 // - Written (write_check_record) under the state lock, after a begin() that checked bytes (whole
 //   or by what changed) and after each commit: to `checked.tmp` (O_EXCL|O_NOFOLLOW, the file's
 //   group, its mode without execute bits), renamed to `checked`; no fsync, since a record lost
@@ -208,7 +211,9 @@ inline bool check_record_matches(const check_record& r, std::string_view content
     if (c != '>' && c != '/' && c != ' ' && c != '\t' && c != '\n' && c != '\r') return false;
     after = x.end;
   }
-  return true;
+  // Where the record says machines are must be where the bytes between them say: children of
+  // the root, not in a comment, a CDATA section or another element (a scan of those bytes).
+  return scan::root_machine_children(content, &r.extents).has_value();
 }
 
 /// Whether `st` (the runtime directory, or the record) lets no one write whom the state file

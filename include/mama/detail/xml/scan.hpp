@@ -207,9 +207,15 @@ inline std::size_t element_content(std::string_view s, std::size_t at, text_ref*
 // found from the bytes alone, for a file that nothing has checked yet: the caller proves them
 // by parsing (XmlStateStore's check_whole). Before the root only blanks, a byte order mark,
 // processing instructions and comments may stand; nullopt for anything else (a DOCTYPE, text,
-// CDATA), and for a root that is empty or never closed. What follows the root's end tag is not
-// looked at.
-inline std::optional<std::vector<machine_extent>> root_machine_children(std::string_view s) {
+// CDATA), for a root that is empty or never closed, and for an end tag at its level that is not
+// the root's. What follows the root's end tag is not looked at.
+// With `known` (the extents a check record gives, in order), the machines are not scanned but
+// jumped over: each <machine> start tag at the root's level must be where the next known extent
+// begins, and scanning goes on at its end; nullopt unless every known extent is met so. That
+// scans only the bytes between machines, and a known extent inside a comment, a CDATA section,
+// another element or another machine is never met.
+inline std::optional<std::vector<machine_extent>> root_machine_children(
+    std::string_view s, const std::vector<machine_extent>* known = nullptr) {
   std::size_t at = s.starts_with("\xEF\xBB\xBF") ? 3 : 0;
   for (;;) {  // the prolog
     while (at < s.size() && (s[at] == ' ' || s[at] == '\t' || s[at] == '\n' || s[at] == '\r')) ++at;
@@ -224,10 +230,12 @@ inline std::optional<std::vector<machine_extent>> root_machine_children(std::str
       return std::nullopt;
     }
   }
+  const std::string_view root = tag_name(s, at);
   bool empty = false;
   std::size_t next = tag_end(s, at, empty);
   if (empty) return std::nullopt;
   std::vector<machine_extent> machines;
+  std::size_t k = 0;  // the next known extent
   at = next;
   while (at < s.size()) {
     if (s[at] != '<') {
@@ -245,9 +253,24 @@ inline std::optional<std::vector<machine_extent>> root_machine_children(std::str
     } else if (m == markup::declaration) {
       return std::nullopt;
     } else if (m == markup::end_tag) {
-      return machines;  // the root's own end tag
+      // The root's own end tag (its name as written, then blanks or '>').
+      const std::string_view closing = s.substr(at + 2);
+      if (!closing.starts_with(root) || closing.size() == root.size() ||
+          (closing[root.size()] != '>' && closing[root.size()] != ' ' &&
+           closing[root.size()] != '\t' && closing[root.size()] != '\n' &&
+           closing[root.size()] != '\r'))
+        return std::nullopt;
+      if (known && k != known->size()) return std::nullopt;
+      return known ? *known : machines;
     } else {
       const bool machine = tag_name(s, at) == "machine";
+      if (machine && known) {
+        if (k == known->size() || (*known)[k].begin != at || (*known)[k].end <= at ||
+            (*known)[k].end > s.size())
+          return std::nullopt;
+        at = (*known)[k++].end;
+        continue;
+      }
       next = tag_end(s, at, empty);
       if (next == s.size()) return std::nullopt;
       if (!empty) next = element_content(s, next, nullptr);
