@@ -147,7 +147,12 @@ inline std::filesystem::path lab_file(const std::string& name, std::size_t n, st
                                       bool on_tmpfs = false) {
   const auto path =
       (on_tmpfs ? tmpfs_dir() : scratch_dir()) / (name + "-" + std::to_string(n)) / "mama.xml";
-  if (!std::filesystem::exists(path)) write_lab(path, n, s);
+  if (!std::filesystem::exists(path)) {
+    write_lab(path, n, s);
+    // A lab where mama ran before has its runtime directory, where the check record lives (a
+    // read never creates it).
+    std::filesystem::create_directories(std::filesystem::canonical(path).string() + ".d");
+  }
   return path;
 }
 
