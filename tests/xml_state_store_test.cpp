@@ -14,6 +14,7 @@
 #include <ctime>
 #include <mama/guard.hpp>
 #include <mama/xml_state_store.hpp>
+#include <optional>
 #include <regex>
 #include <vector>
 
@@ -617,22 +618,33 @@ TEST_CASE("a transaction goes on after a commit: reads and further saves follow 
   CHECK(without_job_fields(after) == without_job_fields(before));
 }
 
+namespace {
+// php_written.xml after mama claimed vm-1 ("kept job"), with the check record that save left.
+struct RecordedLab {
+  TempDir dir;
+  fs::path file = dir / "mama.xml";
+  fs::path record = dir / "mama.xml.d" / "checked";
+  std::string saved;
+  std::optional<mama::detail::check_record> decoded;
+  RecordedLab() {
+    write_file(file, sample("php_written.xml"));
+    XmlStateStore store(file);
+    save_record(store, "vm-1", full_record("kept job"));  // creates mama.xml.d and the record
+    saved = read_file(file);
+    decoded = mama::detail::decode_check_record(read_file(record));
+    REQUIRE(decoded);
+  }
+};
+}  // namespace
+
 // The check record (detail/xml/check_record.hpp) as the store uses it: a new store trusts it
 // only for the bytes it was made of.
 TEST_CASE("a new store uses the check record only for the bytes it describes",
           "[xml_store][check_record]") {
-  TempDir dir;
-  const auto file = dir / "mama.xml";
-  const auto record = dir / "mama.xml.d" / "checked";
-  write_file(file, sample("php_written.xml"));
-  {
-    XmlStateStore store(file);
-    save_record(store, "vm-1", full_record("kept job"));  // creates mama.xml.d and the record
-  }
-  REQUIRE(fs::is_regular_file(record));
-  const std::string saved = read_file(file);
-  const auto decoded = mama::detail::decode_check_record(read_file(record));
-  REQUIRE(decoded);
+  const RecordedLab lab;
+  const fs::path &file = lab.file, &record = lab.record;
+  const std::string& saved = lab.saved;
+  const auto& decoded = lab.decoded;
   std::vector<std::uint64_t> sums;
   REQUIRE(mama::detail::check_record_matches(*decoded, saved, sums));
 
@@ -732,17 +744,10 @@ std::uint64_t word_at(std::string_view s, std::size_t at) {
 // a writer can already lock the PHP tool out or free any machine by editing mama.xml.
 TEST_CASE("a same-size file forged to the record's block sums is still refused, left as it was",
           "[xml_store][check_record][!mayfail]") {
-  TempDir dir;
-  const auto file = dir / "mama.xml";
-  const auto record = dir / "mama.xml.d" / "checked";
-  write_file(file, sample("php_written.xml"));
-  {
-    XmlStateStore store(file);
-    save_record(store, "vm-1", full_record("kept job"));  // writes the record of these bytes
-  }
-  const std::string saved = read_file(file);
-  const auto decoded = mama::detail::decode_check_record(read_file(record));
-  REQUIRE(decoded);
+  const RecordedLab lab;
+  const fs::path &file = lab.file, &record = lab.record;
+  const std::string& saved = lab.saved;
+  const auto& decoded = lab.decoded;
   REQUIRE(saved.size() < mama::detail::check_block);  // one block; lane 0 takes words 0, 32, ...
   // Two words of lane 0 inside test-machine's element, after its start tag: break the first,
   // solve the second for the lane value the original bytes reached.
