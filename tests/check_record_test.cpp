@@ -231,6 +231,30 @@ TEST_CASE("the record is written beside planted links and files without followin
     CHECK(r->names == lab.names);
     CHECK(!mama::detail::read_check_record(d.get(), 100, f));  // larger than the limit
   }
+  SECTION("rewritten in place (same inode; no rename for ext4 to flush), shorter or longer") {
+    const Lab big(50), small(3);
+    REQUIRE(mama::detail::write_check_record(d.get(), f, big.record()));
+    struct stat before {
+    }, after{};
+    REQUIRE(::stat((runtime / "checked").c_str(), &before) == 0);
+    REQUIRE(mama::detail::write_check_record(d.get(), f, small.record()));
+    REQUIRE(::stat((runtime / "checked").c_str(), &after) == 0);
+    CHECK(after.st_ino == before.st_ino);
+    CHECK(read_file(runtime / "checked") == small.record());
+    REQUIRE(mama::detail::write_check_record(d.get(), f, big.record()));
+    CHECK(read_file(runtime / "checked") == big.record());
+  }
+  SECTION("a record others may write is replaced by a new file, not written into") {
+    REQUIRE(mama::detail::write_check_record(d.get(), f, lab.record()));
+    REQUIRE(::chmod((runtime / "checked").c_str(), 0666) == 0);
+    struct stat before {
+    }, after{};
+    REQUIRE(::stat((runtime / "checked").c_str(), &before) == 0);
+    REQUIRE(mama::detail::write_check_record(d.get(), f, lab.record()));
+    REQUIRE(::stat((runtime / "checked").c_str(), &after) == 0);
+    CHECK(after.st_ino != before.st_ino);
+    CHECK((after.st_mode & 0777) == 0640);
+  }
 }
 
 TEST_CASE("a record's extents must be where a scan between machines meets them", "[check_record]") {

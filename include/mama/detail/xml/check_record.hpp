@@ -38,8 +38,10 @@
 //   name that no parse sees, such as an old copy in a comment, since the scan between machines
 //   does not meet it (xml_state_store_test, "commented-out copy").
 // - Written (write_check_record) under the state lock, after a begin() that checked bytes (whole
-//   or by what changed) and after each commit: to `checked.tmp` (O_EXCL|O_NOFOLLOW, the file's
-//   group, its mode without execute bits), renamed to `checked`; no fsync, since a record lost
+//   or by what changed) and after each commit: over the `checked` that is there, in place (a
+//   rename over it cost ext4 a flush per save); the first one, or one this user may not write
+//   or that is writable more widely than the file, to `checked.tmp` (O_EXCL|O_NOFOLLOW, the
+//   file's group, its mode without execute bits), renamed to `checked`. No fsync: a record lost
 //   or torn by a crash is ignored. Read-only users do not write it. Failing to write it costs
 //   the next process one check, nothing else. The record never creates `<file>.d/`: a read
 //   command run as root must not make the directory that the lab's users' claims write in.
@@ -249,6 +251,22 @@ inline std::optional<check_record> read_check_record(int dir, std::size_t limit,
 /// (see "Written" at the top of this header). False when it could not; nothing else happens
 /// then.
 inline bool write_check_record(int dir, const opened_file& f, std::string_view record) noexcept {
+  // Over the record that is there, in place: every reader holds the state lock, as we do, so
+  // only a crash leaves it torn (and a torn record is ignored). A rename over it, or a truncation
+  // to zero, would make ext4 (auto_da_alloc) start writing it out at once, which measured a
+  // quarter of a millisecond per save.
+  {
+    unique_fd fd(::openat(dir, check_record_name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    struct stat st {};
+    if (fd && ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && no_wider_write(st, f.st)) {
+      if (!pwrite_all(fd.get(), record, 0)) return false;
+      if (static_cast<std::uint64_t>(st.st_size) > record.size() &&
+          ::ftruncate(fd.get(), static_cast<off_t>(record.size())) != 0)
+        return false;
+      return true;
+    }
+  }
+  // None yet, or one we may not write or must not keep: a new file, renamed in place.
   ::unlinkat(dir, check_record_tmp_name, 0);  // left by a killed writer; we hold the state lock
   unique_fd t(::openat(dir, check_record_tmp_name,
                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f.st.st_mode & 0666));
