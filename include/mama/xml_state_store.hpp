@@ -479,7 +479,7 @@ class XmlStateStore {
       // The PHP tool refuses a file without the text `</settings>` (strpos), as begin() does. A
       // root closed as `</settings >` whose only `</settings>` text sits in a job field would
       // lose it when that field is rewritten, locking the PHP tool out: refuse the save.
-      if (next.find("</settings>") == std::string::npos)
+      if (next.rfind("</settings>") == std::string::npos)
         throw error(errc::bad_state_file,
                     shared_->path.string() +
                         " would no longer contain the text </settings> after this save: its "
