@@ -435,7 +435,9 @@ class XmlStateStore {
     }
 
     std::optional<hold> try_hold(std::string_view m) {
-      return shared_->try_hold(m, read_only_, file_);
+      // The runtime directory is opened once per transaction: a sweep tries many holds.
+      if (!runtime_dir_) runtime_dir_ = shared_->runtime_dir_fd(file_, !read_only_);
+      return shared_->try_hold(m, read_only_, file_, false, runtime_dir_.get());
     }
 
     /// Who still holds `m`'s hold: a live process other than this one with a descriptor on the
@@ -554,7 +556,8 @@ class XmlStateStore {
     std::shared_ptr<const checked_state> state_;  // the file as read (or last saved), checked
     std::map<std::string, JobRecord, std::less<>> staged_;
     bool read_only_ = false;
-    detail::opened_file file_;  // what begin() found: this transaction's own, never shared
+    detail::opened_file file_;       // what begin() found: this transaction's own, never shared
+    detail::unique_fd runtime_dir_;  // opened by the first try_hold
   };
 
   /// A store on the state file at `path`. Nothing is opened until begin().
@@ -646,9 +649,10 @@ class XmlStateStore {
     }
 
     std::optional<hold> try_hold(std::string_view machine, bool read_only,
-                                 const detail::opened_file& f, bool create_only = false) {
+                                 const detail::opened_file& f, bool create_only = false,
+                                 int dir = -1) {
       auto fd = locks.try_lock(machine, read_only, f, create_only, options.runtime_dir.empty(),
-                               file_name);
+                               file_name, dir);
       if (!fd) return std::nullopt;
       return hold(std::move(*fd));
     }

@@ -294,9 +294,11 @@ class lock_files {
   /// Takes machine's lock file without blocking. Returns the locked descriptor (not
   /// close-on-exec: the job's children inherit it); an empty descriptor when a read-only
   /// caller finds no lock file (no holder ever took it); nullopt when another holds it, or
-  /// with `create_only` (which only makes sure the file exists). Throws mama::error.
+  /// with `create_only` (which only makes sure the file exists). `dir`: f.runtime already open
+  /// (-1: opened here). Throws mama::error.
   std::optional<unique_fd> try_lock(std::string_view machine, bool read_only, const opened_file& f,
-                                    bool create_only, bool default_dir, std::string_view file) {
+                                    bool create_only, bool default_dir, std::string_view file,
+                                    int dir_fd = -1) {
     const std::string name = lock_file_name(machine);
     const std::string key = (f.runtime / name).string();
     int fd = -1;
@@ -308,15 +310,17 @@ class lock_files {
       }
     }
     if (fd < 0) {
-      auto dir = open_runtime_dir(f, !read_only, default_dir, file);
-      if (!dir) {
+      unique_fd opened;
+      if (dir_fd < 0) opened = open_runtime_dir(f, !read_only, default_dir, file);
+      const int dir = dir_fd >= 0 ? dir_fd : opened.get();
+      if (dir < 0) {
         if (read_only || create_only) return unique_fd();
         throw_errno("cannot open " + f.runtime.string());
       }
       // Open an existing lock file, else create it (O_EXCL: never through a planted link).
-      fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      fd = ::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0 && errno == ENOENT && !read_only) {
-        fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+        fd = ::openat(dir, name.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                       f.st.st_mode & 0444);
         if (fd >= 0) {
           // Lock files are only ever opened for reading: read bits of mama.xml, no umask.
@@ -324,7 +328,7 @@ class lock_files {
           }
           ::fchmod(fd, f.st.st_mode & 0444);
         } else if (errno == EEXIST) {
-          fd = ::openat(dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+          fd = ::openat(dir, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         }
       }
       if (fd < 0) {
