@@ -253,13 +253,7 @@ inline std::optional<std::vector<machine_extent>> root_machine_children(
     } else if (m == markup::declaration) {
       return std::nullopt;
     } else if (m == markup::end_tag) {
-      // The root's own end tag (its name as written, then blanks or '>').
-      const std::string_view closing = s.substr(at + 2);
-      if (!closing.starts_with(root) || closing.size() == root.size() ||
-          (closing[root.size()] != '>' && closing[root.size()] != ' ' &&
-           closing[root.size()] != '\t' && closing[root.size()] != '\n' &&
-           closing[root.size()] != '\r'))
-        return std::nullopt;
+      if (tag_name(s, at + 1) != root) return std::nullopt;  // not the root's own end tag
       if (known && k != known->size()) return std::nullopt;
       return known ? *known : machines;
     } else {
